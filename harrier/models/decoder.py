@@ -1,0 +1,70 @@
+"""Our lean decoder forward pass for ``gemma3_text`` and ``qwen3``, over packed sequences.
+
+Parameter names match transformers' ``Gemma3TextModel`` / ``Qwen3Model`` state dicts (without a ``model.``
+prefix), so checkpoints load without renaming and exports load back into transformers.
+
+Shape legend: T = packed tokens, D = hidden size, B = sequences.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from harrier.models.config import DecoderConfig
+from harrier.models.layers import MLP, Attention, RMSNorm, SeqGroups, rope_cos_sin
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, cfg: DecoderConfig, layer_type: str) -> None:
+        super().__init__()
+        self.layer_type = layer_type
+        eps, off = cfg.rms_norm_eps, cfg.norm_offset
+        self.self_attn = Attention(cfg, layer_type)
+        self.mlp = MLP(cfg)
+        self.input_layernorm = RMSNorm(cfg.hidden_size, eps, off)
+        # Qwen3 names its pre-MLP norm ``post_attention_layernorm``; Gemma-3 has four norms ("sandwich").
+        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, eps, off)
+        self.sandwich = cfg.sandwich_norms
+        if self.sandwich:
+            self.pre_feedforward_layernorm = RMSNorm(cfg.hidden_size, eps, off)
+            self.post_feedforward_layernorm = RMSNorm(cfg.hidden_size, eps, off)
+
+    def forward(self, x_TD: torch.Tensor, cos_sin, groups: SeqGroups) -> torch.Tensor:
+        if self.sandwich:
+            attn = self.post_attention_layernorm(self.self_attn(self.input_layernorm(x_TD), cos_sin, groups))
+            x_TD = x_TD + attn
+            mlp = self.post_feedforward_layernorm(self.mlp(self.pre_feedforward_layernorm(x_TD)))
+            return x_TD + mlp
+        x_TD = x_TD + self.self_attn(self.input_layernorm(x_TD), cos_sin, groups)
+        return x_TD + self.mlp(self.post_attention_layernorm(x_TD))
+
+
+class Decoder(nn.Module):
+    """Token ids in, final-normed hidden states out, for a packed batch of sequences."""
+
+    def __init__(self, cfg: DecoderConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size, padding_idx=cfg.pad_token_id)
+        self.layers = nn.ModuleList(DecoderLayer(cfg, t) for t in cfg.layer_types)
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, cfg.norm_offset)
+        self.gradient_checkpointing = False
+
+    def forward(self, input_ids_T: torch.Tensor, position_ids_T: torch.Tensor, groups: SeqGroups) -> torch.Tensor:
+        x_TD = self.embed_tokens(input_ids_T)
+        if self.cfg.embed_scale is not None:
+            # transformers keeps the scale as a tensor cast to the weight dtype (bf16-rounded in bf16).
+            x_TD = x_TD * torch.tensor(self.cfg.embed_scale, dtype=x_TD.dtype, device=x_TD.device)
+        tables = {
+            t: rope_cos_sin(self.cfg.rope[t], self.cfg.head_dim, position_ids_T, x_TD.dtype)
+            for t in set(self.cfg.layer_types)
+        }
+        for layer in self.layers:
+            cos_sin = tables[layer.layer_type]
+            if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+                x_TD = checkpoint(layer, x_TD, cos_sin, groups, use_reentrant=False)
+            else:
+                x_TD = layer(x_TD, cos_sin, groups)
+        return self.norm(x_TD)

@@ -1,0 +1,139 @@
+"""Shared decoder pieces over packed (varlen) token streams: RMSNorm, rotary embeddings, attention, MLP.
+
+Shape legend: T = tokens of all sequences concatenated (no padding), D = hidden size, H = query heads,
+K = key/value heads, E = head dim, F = intermediate size, B = sequences.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harrier.models.config import DecoderConfig, RopeConfig
+
+
+class RMSNorm(nn.Module):
+    """RMSNorm computed in fp32. ``offset=1`` gives Gemma's ``x * (1 + w)``, cast after the product; ``offset=0``
+    gives Qwen3's ``w * x.to(dtype)``, cast before it. The order matters for bit parity in bf16."""
+
+    def __init__(self, dim: int, eps: float, offset: float) -> None:
+        super().__init__()
+        self.eps = eps
+        self.offset = offset
+        self.weight = nn.Parameter(torch.zeros(dim) if offset else torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        if self.offset:
+            return (normed * (self.offset + self.weight.float())).type_as(x)
+        return self.weight * normed.to(x.dtype)
+
+
+def rope_cos_sin(rope: RopeConfig, head_dim: int, positions_T: torch.Tensor, dtype: torch.dtype):
+    """cos/sin tables [T, 1, E] for the given positions, computed in fp32 and cast to ``dtype``."""
+    inv_freq = 1.0 / (rope.theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64, device=positions_T.device)
+                                     .float() / head_dim))
+    inv_freq = inv_freq / rope.factor
+    freqs = positions_T[:, None].float() * inv_freq[None, :]
+    emb = torch.cat((freqs, freqs), dim=-1)
+    return emb.cos().to(dtype)[:, None, :], emb.sin().to(dtype)[:, None, :]
+
+
+def apply_rope(x_THE: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    half = x_THE.shape[-1] // 2
+    rotated = torch.cat((-x_THE[..., half:], x_THE[..., :half]), dim=-1)
+    return x_THE * cos + rotated * sin
+
+
+@dataclass(frozen=True)
+class SeqGroups:
+    """Runs of consecutive equal-length sequences in a packed batch: ``(token_start, n_seqs, length)`` each.
+
+    Length-sorted batches have long runs, so attention runs as a few batched SDPA calls with no padding.
+    """
+
+    runs: tuple[tuple[int, int, int], ...]
+
+    @staticmethod
+    def from_lengths(lengths: list[int]) -> SeqGroups:
+        runs: list[tuple[int, int, int]] = []
+        start = 0
+        for n in lengths:
+            if runs and runs[-1][2] == n:
+                s, c, _ = runs[-1]
+                runs[-1] = (s, c + 1, n)
+            else:
+                runs.append((start, 1, n))
+            start += n
+        return SeqGroups(tuple(runs))
+
+
+def _window_mask(length: int, window: int, causal: bool, device: torch.device) -> torch.Tensor:
+    """Boolean [L, L] mask (True = attend) for a sliding window of ``window`` tokens, as transformers builds it:
+    causal keeps ``0 <= q - k < window``; bidirectional keeps ``|q - k| < window``."""
+    idx = torch.arange(length, device=device)
+    dist = idx[:, None] - idx[None, :]
+    if causal:
+        return (dist >= 0) & (dist < window)
+    return dist.abs() < window
+
+
+def varlen_attention(q_THE, k_TKE, v_TKE, groups: SeqGroups, *, causal: bool, window: int | None, scale: float):
+    """Attention within each packed sequence only, no pad tokens computed. Returns [T, H, E]."""
+    out = torch.empty_like(q_THE)
+    heads, kv_heads = q_THE.shape[1], k_TKE.shape[1]
+    for start, n, length in groups.runs:
+        end = start + n * length
+        q, k, v = (x[start:end].view(n, length, x.shape[1], x.shape[2]).transpose(1, 2)
+                   for x in (q_THE, k_TKE, v_TKE))
+        if window is not None and length > window:
+            mask = _window_mask(length, window, causal, q.device)
+            o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale, enable_gqa=heads != kv_heads)
+        else:
+            o = F.scaled_dot_product_attention(q, k, v, is_causal=causal and length > 1, scale=scale,
+                                               enable_gqa=heads != kv_heads)
+        out[start:end] = o.transpose(1, 2).reshape(n * length, heads, -1)
+    return out
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: DecoderConfig, layer_type: str) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.layer_type = layer_type
+        self.window = cfg.sliding_window if layer_type == "sliding_attention" else None
+        d, e, b = cfg.hidden_size, cfg.head_dim, cfg.attention_bias
+        self.q_proj = nn.Linear(d, cfg.num_heads * e, bias=b)
+        self.k_proj = nn.Linear(d, cfg.num_kv_heads * e, bias=b)
+        self.v_proj = nn.Linear(d, cfg.num_kv_heads * e, bias=b)
+        self.o_proj = nn.Linear(cfg.num_heads * e, d, bias=b)
+        self.q_norm = RMSNorm(e, cfg.rms_norm_eps, cfg.norm_offset)
+        self.k_norm = RMSNorm(e, cfg.rms_norm_eps, cfg.norm_offset)
+
+    def forward(self, x_TD: torch.Tensor, cos_sin, groups: SeqGroups) -> torch.Tensor:
+        cfg, t = self.cfg, x_TD.shape[0]
+        q = self.q_norm(self.q_proj(x_TD).view(t, cfg.num_heads, cfg.head_dim))
+        k = self.k_norm(self.k_proj(x_TD).view(t, cfg.num_kv_heads, cfg.head_dim))
+        v = self.v_proj(x_TD).view(t, cfg.num_kv_heads, cfg.head_dim)
+        cos, sin = cos_sin
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        o = varlen_attention(q, k, v, groups, causal=cfg.causal, window=self.window, scale=cfg.attn_scale)
+        return self.o_proj(o.reshape(t, -1))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: DecoderConfig) -> None:
+        super().__init__()
+        self.gate_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
+        self.up_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
+        self.tanh = cfg.activation == "gelu_tanh"
+
+    def forward(self, x_TD: torch.Tensor) -> torch.Tensor:
+        gate = self.gate_proj(x_TD)
+        gate = F.gelu(gate, approximate="tanh") if self.tanh else F.silu(gate)
+        return self.down_proj(gate * self.up_proj(x_TD))
