@@ -207,7 +207,8 @@ class Embedder:
         attention = "causal" if cfg.causal else "bidirectional"
         if cfg.sliding_window and "sliding_attention" in cfg.layer_types:
             n = cfg.layer_types.count("sliding_attention")
-            attention += f", {n}/{cfg.num_layers} layers sliding window {cfg.sliding_window}"
+            window = self.checkpoint.hf_config.get("sliding_window", cfg.sliding_window)
+            attention += f", {n}/{cfg.num_layers} layers sliding window {window}"
         else:
             attention += ", all layers full attention"
         return ModelInfo(

@@ -22,6 +22,13 @@ from importlib import resources
 
 CARD_TEMPLATE = "Instruct: {instruction}\nQuery: "
 MTEB_TEMPLATE = "Instruct: {instruction}\nQuery:"
+# The named prompts of the published harrier-oss-v1 checkpoints (config_sentence_transformers.json).
+HARRIER_PROMPTS = {
+    "web_search_query": CARD_TEMPLATE.format(
+        instruction="Given a web search query, retrieve relevant passages that answer the query"),
+    "sts_query": CARD_TEMPLATE.format(instruction="Retrieve semantically similar text"),
+    "bitext_query": CARD_TEMPLATE.format(instruction="Retrieve parallel sentences"),
+}
 
 
 @cache
@@ -61,9 +68,9 @@ def task_instruction(task: str) -> str:
 
 
 def instruction_prefix(instruction: str, *, template: str = CARD_TEMPLATE) -> str:
-    """The query prefix for a one-sentence instruction (card template unless told otherwise)."""
-    instruction = instruction.strip()
-    if not instruction:
+    """The query prefix for a one-sentence instruction (card template unless told otherwise), verbatim: mteb keeps
+    even trailing spaces some task instructions carry, and they change last-token vectors."""
+    if not instruction.strip():
         raise ValueError("instruction is empty")
     return template.format(instruction=instruction)
 

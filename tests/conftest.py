@@ -18,6 +18,13 @@ import tiny  # noqa: E402
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
+def missing(reason: str) -> None:
+    """Skip a real-weight test, or fail it where CI requires real weights (HARRIER_REQUIRE_REAL=1)."""
+    if os.environ.get("HARRIER_REQUIRE_REAL") == "1":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
 def models_dir() -> Path:
     """Where shared/models/fetch-*.sh cache real weights (same default as the scripts)."""
     return Path(os.environ.get("HARRIER_MODELS", Path.home() / ".cache" / "harrier-models"))
@@ -42,7 +49,7 @@ def tiny_embeddinggemma_dir(tmp_path_factory) -> Path:
 def embeddinggemma_dir() -> Path:
     path = models_dir() / "embeddinggemma-300m"
     if not (path / "model.safetensors").is_file():
-        pytest.skip(f"real EmbeddingGemma-300M not at {path}; run shared/models/fetch-embeddinggemma-300m.sh")
+        missing(f"real EmbeddingGemma-300M not at {path}; run shared/models/fetch-embeddinggemma-300m.sh")
     return path
 
 
@@ -50,5 +57,5 @@ def embeddinggemma_dir() -> Path:
 def gemma3_gguf() -> Path:
     path = models_dir() / "gemma-3-270m" / "gemma-3-270m-q4_k_m.gguf"
     if not path.is_file():
-        pytest.skip(f"real Gemma-3-270M GGUF not at {path}; run shared/models/fetch-gemma3-270m.sh")
+        missing(f"real Gemma-3-270M GGUF not at {path}; run shared/models/fetch-gemma3-270m.sh")
     return path

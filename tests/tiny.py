@@ -97,7 +97,7 @@ def build_gemma3(path: Path, *, embeddinggemma: bool = False, seed: int = 0, dty
     cfg = Gemma3TextConfig(
         vocab_size=tok.get_vocab_size(), hidden_size=64, intermediate_size=96, num_hidden_layers=n_layers,
         num_attention_heads=4, num_key_value_heads=1, head_dim=32, query_pre_attn_scalar=32,
-        max_position_embeddings=2048, sliding_window=8, layer_types=layer_types,
+        max_position_embeddings=32768, sliding_window=8, layer_types=layer_types,
         rope_parameters={"full_attention": {"rope_type": "default", "rope_theta": 1e6},
                          "sliding_attention": {"rope_type": "default", "rope_theta": 1e4}},
         use_bidirectional_attention=embeddinggemma, pad_token_id=0, eos_token_id=1, bos_token_id=2,

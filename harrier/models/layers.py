@@ -72,30 +72,45 @@ class SeqGroups:
         return SeqGroups(tuple(runs))
 
 
-def _window_mask(length: int, window: int, causal: bool, device: torch.device) -> torch.Tensor:
-    """Boolean [L, L] mask (True = attend) for a sliding window of ``window`` tokens, as transformers builds it:
+WINDOW_BLOCK = 2048  # query block size for sliding-window attention on long sequences
+
+
+def _window_mask(q_idx: torch.Tensor, k_idx: torch.Tensor, window: int, causal: bool) -> torch.Tensor:
+    """Boolean [Lq, Lk] mask (True = attend) for a sliding window of ``window`` tokens, as transformers builds it:
     causal keeps ``0 <= q - k < window``; bidirectional keeps ``|q - k| < window``."""
-    idx = torch.arange(length, device=device)
-    dist = idx[:, None] - idx[None, :]
+    dist = q_idx[:, None] - k_idx[None, :]
     if causal:
         return (dist >= 0) & (dist < window)
     return dist.abs() < window
+
+
+def _windowed_sdpa(q, k, v, *, causal: bool, window: int, scale: float, gqa: bool) -> torch.Tensor:
+    """Sliding-window attention over [N, H, L, E] in query blocks, so memory grows with L * window, not L^2."""
+    length = q.shape[2]
+    idx = torch.arange(length, device=q.device)
+    out = []
+    for qs in range(0, length, WINDOW_BLOCK):
+        qe = min(length, qs + WINDOW_BLOCK)
+        ks, ke = max(0, qs - window + 1), qe if causal else min(length, qe + window - 1)
+        mask = _window_mask(idx[qs:qe], idx[ks:ke], window, causal)
+        out.append(F.scaled_dot_product_attention(q[:, :, qs:qe], k[:, :, ks:ke], v[:, :, ks:ke], attn_mask=mask,
+                                                  scale=scale, enable_gqa=gqa))
+    return out[0] if len(out) == 1 else torch.cat(out, dim=2)
 
 
 def varlen_attention(q_THE, k_TKE, v_TKE, groups: SeqGroups, *, causal: bool, window: int | None, scale: float):
     """Attention within each packed sequence only, no pad tokens computed. Returns [T, H, E]."""
     out = torch.empty_like(q_THE)
     heads, kv_heads = q_THE.shape[1], k_TKE.shape[1]
+    gqa = heads != kv_heads
     for start, n, length in groups.runs:
         end = start + n * length
         q, k, v = (x[start:end].view(n, length, x.shape[1], x.shape[2]).transpose(1, 2)
                    for x in (q_THE, k_TKE, v_TKE))
         if window is not None and length > window:
-            mask = _window_mask(length, window, causal, q.device)
-            o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale, enable_gqa=heads != kv_heads)
+            o = _windowed_sdpa(q, k, v, causal=causal, window=window, scale=scale, gqa=gqa)
         else:
-            o = F.scaled_dot_product_attention(q, k, v, is_causal=causal and length > 1, scale=scale,
-                                               enable_gqa=heads != kv_heads)
+            o = F.scaled_dot_product_attention(q, k, v, is_causal=causal and length > 1, scale=scale, enable_gqa=gqa)
         out[start:end] = o.transpose(1, 2).reshape(n * length, heads, -1)
     return out
 
