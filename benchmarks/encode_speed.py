@@ -60,7 +60,7 @@ def main() -> None:
     ap.add_argument("--ours-dtype", default=None, choices=["float32", "bfloat16"], help="override for harrier")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--st-batch-size", type=int, default=32, help="sentence-transformers' default is 32")
-    ap.add_argument("--batch-tokens", type=int, default=16_384)
+    ap.add_argument("--batch-tokens", type=int, default=None, help="harrier's token budget (default: its own)")
     ap.add_argument("--rounds", type=int, default=1)
     args = ap.parse_args()
 

@@ -162,7 +162,8 @@ def _prompt_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--instruction", help="one-sentence task: 'Instruct: {instruction}\\nQuery: '")
     g.add_argument("--task", help="an MTEB(Multilingual, v2) task name (mteb's exact instruction string)")
     g.add_argument("--prompt", help="a literal prefix")
-    p.add_argument("--batch-tokens", type=int, default=16_384, help="token budget per forward batch")
+    p.add_argument("--batch-tokens", type=int, default=None,
+                   help="token budget per forward batch (default 4096 on CPU, 16384 on CUDA)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

@@ -21,6 +21,7 @@ from harrier.tokenize import TextTokenizer, TruncationPolicy
 
 log = logging.getLogger(__name__)
 DType = Literal["auto", "float32", "bfloat16", "float16"]
+DEFAULT_BATCH_TOKENS = {"cpu": 4_096, "cuda": 16_384}
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -170,12 +171,13 @@ class Embedder:
         return self.tokenizer.encode([prefix + t for t in texts], truncation=self.truncation).ids
 
     def encode(self, texts: Sequence[str] | str, *, prompt_name: str | None = None, prompt: str | None = None,
-               instruction: str | None = None, task: str | None = None, batch_tokens: int = 16_384,
+               instruction: str | None = None, task: str | None = None, batch_tokens: int | None = None,
                progress: bool | None = None) -> np.ndarray:
         """Embed texts into [N, dim] float32 (one row per text, input order).
 
         Queries take one of ``prompt_name`` (the checkpoint's named prompts), ``instruction`` (card template),
         ``task`` (an MTEB(Multilingual, v2) task, mteb's template) or a literal ``prompt``; documents take none.
+        ``batch_tokens`` defaults to 4,096 on CPU (activations stay in cache; measured fastest) and 16,384 on CUDA.
         """
         if isinstance(texts, str):
             raise ValueError("encode takes a list of texts; wrap a single text in a list")
@@ -188,6 +190,8 @@ class Embedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         ids = self.tokenize(texts, pre)
         prompt_len = self.tokenizer.prompt_length(pre) if not self.model.head.pooling.include_prompt else 0
+        if batch_tokens is None:
+            batch_tokens = DEFAULT_BATCH_TOKENS[self.device.type]
         return run_batches(self.model, ids, dim=self.dim, batch_tokens=batch_tokens, device=self.device,
                            prompt_len=prompt_len, progress=progress)
 

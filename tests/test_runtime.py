@@ -242,3 +242,13 @@ def test_task_and_instruction_prefixes_in_encode(tiny_gemma3_dir):
     np.testing.assert_array_equal(m.encode(q, task="STSBenchmark"),
                                   m.encode(q, prompt="Instruct: Retrieve semantically similar text\nQuery:"))
     assert not np.array_equal(m.encode(q, task="STSBenchmark"), m.encode(q, prompt_name="sts_query"))
+
+
+def test_bf16_backward_runs(tiny_qwen3_dir):
+    m = Embedder.from_pretrained(tiny_qwen3_dir, dtype="bfloat16")
+    m.model.train()
+    out = m.model(pack(m.tokenize(tiny.mixed_texts()[:5])))
+    assert out.dtype == torch.bfloat16
+    out.float().pow(2).sum().backward()
+    grads = [p.grad for p in m.model.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
