@@ -1,0 +1,117 @@
+"""``harrier eval``: parse options, call ``harrier.eval``, print tables. The lead's ``harrier/cli.py`` wires
+``add_parser`` and ``run`` in; ValueErrors become one error line (exit 2) there.
+
+    harrier eval --model DIR (--tasks A,B [--langs x,y] | --suite quick | --task-file F --task-type T) [--output DIR]
+    harrier eval compare RESULTS_DIR --published MODEL_ID
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from harrier.eval.tasks import SUITES, TASK_TYPES
+
+log = logging.getLogger(__name__)
+
+
+def _csv(value: str) -> list[str]:
+    return [x.strip() for x in value.split(",") if x.strip()]
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the ``eval`` subcommand (and ``eval compare``) to the ``harrier`` parser."""
+    p = subparsers.add_parser("eval", help="evaluate an embedding model on MTEB-style tasks (offline, local data)",
+                              description="Evaluate a model directory on built-in tasks, a named suite, or your own "
+                                          "JSONL task file. Subcommand: eval compare RESULTS --published MODEL.")
+    p.add_argument("--model", help="model directory (harrier or any Sentence-Transformers model)")
+    p.add_argument("--tasks", type=_csv, help="comma-separated task names, e.g. STSBenchmark,Tatoeba")
+    p.add_argument("--langs", type=_csv, help="comma-separated subsets or ISO 639-3 codes, e.g. deu,fra")
+    p.add_argument("--splits", type=_csv, help="comma-separated splits to evaluate (default: the task's)")
+    p.add_argument("--suite", choices=sorted(SUITES), help="a named set of tasks (quick: minutes on a CPU)")
+    p.add_argument("--task-file", help="your own task as JSONL (see docs/evaluation.md)")
+    p.add_argument("--task-type", choices=TASK_TYPES, help="task type of --task-file")
+    p.add_argument("--instruction", help="instruction for --task-file (instruction models only)")
+    p.add_argument("--output", help="folder for one mteb-layout JSON per task")
+    p.add_argument("--data-root", help="folder with the raw datasets (default: ../shared/data when it exists)")
+    p.add_argument("--prompts", default="auto", choices=["auto", "instructions", "model", "none"],
+                   help="prompt policy: instructions (harrier/mteb template), model (config prompts), none")
+    p.add_argument("--backend", default="auto", choices=["auto", "harrier", "sentence-transformers"],
+                   help="runtime that loads --model (auto: harrier when it can)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="compute dtype")
+    p.add_argument("--device", help="torch device (default: the runtime's choice)")
+    p.add_argument("--batch-tokens", type=int, default=None,
+                   help="token budget per batch (harrier runtime; default 4096 on CPU, 16384 on CUDA)")
+    p.add_argument("--cache-dir", help="embedding cache folder (re-runs embed only new texts)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(func=run)
+    sub = p.add_subparsers(dest="eval_command")
+    c = sub.add_parser("compare", help="compare result files with published mteb scores")
+    c.set_defaults(func=run)
+    c.add_argument("results", help="folder with result JSON files")
+    c.add_argument("--published", required=True, help="published model id, e.g. google/embeddinggemma-300m")
+    c.add_argument("--published-file", help="published scores JSON (default: ../shared/harrier/"
+                                            "published_mteb_scores.json next to the data root)")
+    c.add_argument("--data-root", dest="compare_data_root", help="data root used to find the default published file")
+    c.add_argument("--tolerance", type=float, default=1.0, help="points of difference flagged with '!'")
+
+
+def _published_file(args: argparse.Namespace) -> Path:
+    if args.published_file:
+        return Path(args.published_file)
+    from harrier.eval.run import resolve_data_root
+
+    root = resolve_data_root(args.compare_data_root or getattr(args, "data_root", None))
+    return root.parent / "harrier" / "published_mteb_scores.json"
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from harrier.eval.results import compare, format_comparison, read_published, read_results
+
+    ours = read_results(args.results)
+    published = read_published(_published_file(args), args.published)
+    print(format_comparison(compare(ours, published), args.tolerance))
+    return 0
+
+
+def selections_from_args(args: argparse.Namespace) -> list:
+    """The task selections the options ask for (ValueError when they are missing or contradictory)."""
+    from harrier.eval.local import load_task_file
+    from harrier.eval.run import resolve_data_root
+    from harrier.eval.tasks import select_suite, select_tasks
+
+    chosen = [x for x in ("tasks", "suite", "task_file") if getattr(args, x)]
+    if len(chosen) != 1:
+        raise ValueError("give exactly one of --tasks, --suite or --task-file")
+    if args.task_file:
+        if not args.task_type:
+            raise ValueError("--task-file needs --task-type (one of " + ", ".join(TASK_TYPES) + ")")
+        return [load_task_file(args.task_file, args.task_type, instruction=args.instruction)]
+    if args.task_type or args.instruction:
+        raise ValueError("--task-type and --instruction apply only to --task-file")
+    root = resolve_data_root(args.data_root)
+    if args.suite:
+        return select_suite(args.suite, root)
+    return select_tasks(args.tasks, root, langs=args.langs, splits=args.splits)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``harrier eval`` (or ``harrier eval compare``); returns the exit code."""
+    if getattr(args, "eval_command", None) == "compare":
+        return run_compare(args)
+    if not args.model:
+        raise ValueError("--model is required (a model directory)")
+    selections = selections_from_args(args)
+    from harrier.eval.encoders import load_encoder
+    from harrier.eval.results import format_results
+    from harrier.eval.run import evaluate
+
+    encoder = load_encoder(args.model, backend=args.backend, device=args.device, dtype=args.dtype,
+                           batch_tokens=args.batch_tokens, progress=not args.no_progress)
+    results = evaluate(encoder, selections, data_root=args.data_root, prompts=args.prompts, output_dir=args.output,
+                       cache_dir=args.cache_dir, progress=not args.no_progress)
+    print(format_results(results))
+    if args.output:
+        print(f"results written to {args.output}")
+    return 0

@@ -1,0 +1,212 @@
+"""The seam between evaluation and models: an ``Encoder`` protocol, prompt policies, and two implementations.
+
+Prompt policies reproduce how mteb prompts each kind of model:
+
+- ``InstructionPrompts`` (harrier-style instruction models, mteb's ``InstructSentenceTransformerModel``): the task's
+  instruction (the 131-task table, else the task's own prompt, else mteb's default for the task type) in mteb's
+  template ``"Instruct: {instruction}\\nQuery:"``; documents of retrieval/reranking get none, every input of a
+  symmetric task type gets it.
+- ``NamedPrompts`` (models with prompts in ``config_sentence_transformers.json``, mteb's
+  ``SentenceTransformerEncoderWrapper``): the first key present among ``{task}-{prompt_type}``, ``{task}``,
+  ``{task type}-{prompt_type}``, ``{task type}``, ``{prompt_type}``.
+- ``NoPrompts``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from harrier.eval.tasks import DEFAULT_INSTRUCTIONS, TASK_TYPES, TaskSpec
+from harrier.prompts import MTEB_TEMPLATE, task_instructions
+
+log = logging.getLogger(__name__)
+PROMPT_TYPES = ("query", "document")
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """Anything that embeds texts: ``encode`` returns float32 [N, D] rows in input order, ``prompt`` prepended."""
+
+    name: str
+    prompts: Mapping[str, str]
+
+    def encode(self, texts: Sequence[str], *, prompt: str | None = None) -> np.ndarray: ...
+
+
+class PromptPolicy(Protocol):
+    """Chooses the literal prompt for one kind of input of a task (``prompt_type`` None, "query" or "document")."""
+
+    kind: str
+
+    def prompt(self, task: TaskSpec, prompt_type: str | None) -> str | None: ...
+
+
+class NoPrompts:
+    kind = "none"
+
+    def prompt(self, task: TaskSpec, prompt_type: str | None) -> str | None:
+        return None
+
+
+class InstructionPrompts:
+    """Instruction models as mteb evaluates harrier (``harrier_models.py``); see the module docstring."""
+
+    kind = "instructions"
+
+    def __init__(self, table: Mapping[str, str] | None = None, template: str = MTEB_TEMPLATE) -> None:
+        self.table = dict(task_instructions() if table is None else table)
+        self.template = template
+
+    def instruction(self, task: TaskSpec, prompt_type: str | None) -> str:
+        if task.name in self.table:
+            return self.table[task.name]
+        prompt = task.prompt
+        if isinstance(prompt, Mapping):
+            prompt = prompt.get(prompt_type or "query")
+        return prompt or DEFAULT_INSTRUCTIONS.get(task.type, DEFAULT_INSTRUCTIONS["Retrieval"])
+
+    def prompt(self, task: TaskSpec, prompt_type: str | None) -> str | None:
+        if prompt_type == "document":
+            return None
+        # no strip(): mteb keeps instructions verbatim, trailing spaces included
+        return self.template.format(instruction=self.instruction(task, prompt_type))
+
+
+def valid_prompt_key(key: str, task_names: Sequence[str] = ()) -> bool:
+    """Whether mteb would keep this prompt key (task type, prompt type, task name, or ``{that}-{prompt type}``)."""
+    base = key.rsplit("-", 1)[0] if key.endswith(tuple(f"-{p}" for p in PROMPT_TYPES)) else key
+    return base in TASK_TYPES or base in PROMPT_TYPES or base in task_names or base in _MTEB_EXTRA_TYPES
+
+
+# task types mteb knows besides the ones we evaluate (keys for them are valid, just never chosen here)
+_MTEB_EXTRA_TYPES = ("InstructionRetrieval", "InstructionReranking", "MultilabelClassification", "Summarization",
+                     "Compositionality", "VisualSTS(eng)", "Any2AnyRetrieval", "ZeroShotClassification")
+
+
+class NamedPrompts:
+    """Prompts by task name / type / prompt type, in mteb's priority order (``get_prompt_name``)."""
+
+    kind = "model"
+
+    def __init__(self, prompts: Mapping[str, str]) -> None:
+        self.prompts = dict(prompts)
+
+    def prompt_name(self, task: TaskSpec, prompt_type: str | None) -> str | None:
+        keys = []
+        if prompt_type:
+            keys.append(f"{task.name}-{prompt_type}")
+        keys.append(task.name)
+        if prompt_type:
+            keys.append(f"{task.type}-{prompt_type}")
+        keys.append(task.type)
+        if prompt_type:
+            keys.append(prompt_type)
+        return next((k for k in keys if k in self.prompts), None)
+
+    def prompt(self, task: TaskSpec, prompt_type: str | None) -> str | None:
+        name = self.prompt_name(task, prompt_type)
+        return None if name is None else self.prompts[name]
+
+
+def choose_policy(encoder: Encoder, mode: str = "auto", *, instruction_model: bool | None = None) -> PromptPolicy:
+    """The prompt policy for ``encoder``. ``auto``: the model's own prompts when they use mteb keys (task types,
+    query/document), else instructions for instruction models (harrier), else none."""
+    if mode == "none":
+        return NoPrompts()
+    if mode == "instructions":
+        return InstructionPrompts()
+    mteb_keys = {k: v for k, v in (encoder.prompts or {}).items() if v is not None and valid_prompt_key(k)}
+    if mode == "model":
+        if not mteb_keys:
+            raise ValueError(f"model {encoder.name} has no prompts keyed by task type or query/document")
+        return NamedPrompts(mteb_keys)
+    if mode != "auto":
+        raise ValueError(f"unknown prompt mode {mode!r}; expected auto, instructions, model or none")
+    if mteb_keys:
+        return NamedPrompts(mteb_keys)
+    if instruction_model if instruction_model is not None else getattr(encoder, "instruction_model", False):
+        return InstructionPrompts()
+    return NoPrompts()
+
+
+class HarrierEncoder:
+    """harrier's ``Embedder`` behind the ``Encoder`` protocol."""
+
+    instruction_model = True
+
+    def __init__(self, embedder: object, name: str, *, batch_tokens: int | None = None, progress: bool = False) -> None:
+        self.embedder = embedder
+        self.name = name
+        self.prompts = dict(getattr(embedder, "prompts", {}) or {})
+        self.batch_tokens = batch_tokens
+        self.progress = progress
+
+    @classmethod
+    def load(cls, path: str, *, device: str | None = None, dtype: str = "float32", max_length: int | None = None,
+             batch_tokens: int | None = None, progress: bool = False) -> HarrierEncoder:
+        from harrier import Embedder
+
+        emb = Embedder.from_pretrained(path, device=device, dtype=dtype, max_length=max_length)
+        return cls(emb, f"{Path(path).name}[harrier,{dtype}]", batch_tokens=batch_tokens, progress=progress)
+
+    def encode(self, texts: Sequence[str], *, prompt: str | None = None) -> np.ndarray:
+        out = self.embedder.encode(list(texts), prompt=prompt or None, batch_tokens=self.batch_tokens,  # type: ignore[attr-defined]
+                                   progress=self.progress or None)
+        return np.asarray(out, dtype=np.float32)
+
+
+class SentenceTransformerEncoder:
+    """Any Sentence-Transformers model directory (sentence-transformers is imported only here)."""
+
+    instruction_model = False
+
+    def __init__(self, model: object, name: str, *, batch_size: int = 32, progress: bool = False) -> None:
+        self.model = model
+        self.name = name
+        self.prompts = {k: v for k, v in (getattr(model, "prompts", {}) or {}).items() if v is not None}
+        self.batch_size = batch_size
+        self.progress = progress
+
+    @classmethod
+    def load(cls, path: str, *, device: str | None = None, dtype: str = "float32", batch_size: int = 32,
+             progress: bool = False) -> SentenceTransformerEncoder:
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}.get(dtype)
+        if torch_dtype is None:
+            raise ValueError(f"unknown dtype {dtype!r}; expected float32 or bfloat16")
+        model = SentenceTransformer(path, device=device or "cpu", model_kwargs={"torch_dtype": torch_dtype},
+                                    local_files_only=True)
+        return cls(model, f"{Path(path).name}[sentence-transformers,{dtype}]", batch_size=batch_size,
+                   progress=progress)
+
+    def encode(self, texts: Sequence[str], *, prompt: str | None = None) -> np.ndarray:
+        out = self.model.encode(list(texts), prompt=prompt or None, batch_size=self.batch_size,  # type: ignore[attr-defined]
+                                convert_to_numpy=True, show_progress_bar=self.progress)
+        return np.asarray(out, dtype=np.float32)
+
+
+def load_encoder(path: str, *, backend: str = "auto", device: str | None = None, dtype: str = "float32",
+                 batch_tokens: int | None = None, progress: bool = False) -> Encoder:
+    """Load a model directory with harrier's runtime (``backend="harrier"``) or sentence-transformers.
+
+    ``auto`` uses harrier's runtime when it can load the model, else sentence-transformers.
+    """
+    if not Path(path).exists():
+        raise ValueError(f"model directory {path} does not exist")
+    if backend not in ("auto", "harrier", "sentence-transformers"):
+        raise ValueError(f"unknown backend {backend!r}; expected auto, harrier or sentence-transformers")
+    if backend in ("auto", "harrier"):
+        try:
+            return HarrierEncoder.load(path, device=device, dtype=dtype, batch_tokens=batch_tokens, progress=progress)
+        except (ImportError, ValueError, NotImplementedError) as err:
+            if backend == "harrier":
+                raise
+            log.warning("harrier runtime cannot load %s (%s); using sentence-transformers", path, err)
+    return SentenceTransformerEncoder.load(path, device=device, dtype=dtype, progress=progress)

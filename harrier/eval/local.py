@@ -1,0 +1,151 @@
+"""Your own data as an evaluation task: one JSONL file per task, one layout per task type.
+
+Every line is a JSON object. Optional on every line: ``"lang"`` (subset; default ``"default"``) and ``"split"``
+(default ``"test"``). Layouts (required fields):
+
+- STS:                {"sentence1", "sentence2", "score"}         (any numeric scale)
+- PairClassification: {"sentence1", "sentence2", "label"}         (label 1 = similar/paraphrase, 0 = not)
+- BitextMining:       {"sentence1", "sentence2"}                  (sentence1 must retrieve its sentence2)
+- Classification:     {"text", "label"}; lines with "split": "train" are the training pool, the others are scored
+- Clustering:         {"text", "label"}
+- Retrieval:          {"kind": "document", "id", "text"} and
+                      {"kind": "query", "id", "text", "relevant": {doc id: grade}}
+- Reranking:          as Retrieval, and each query also lists "candidates": [doc ids] to rank
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Mapping
+from pathlib import Path
+
+from harrier.eval.data import BitextData, ClassificationData, ClusteringData, PairData, RetrievalData, TaskData
+from harrier.eval.tasks import TASK_TYPES, Selection, TaskSpec
+
+REQUIRED = {
+    "STS": ("sentence1", "sentence2", "score"),
+    "PairClassification": ("sentence1", "sentence2", "label"),
+    "BitextMining": ("sentence1", "sentence2"),
+    "Classification": ("text", "label"),
+    "Clustering": ("text", "label"),
+}
+
+
+def _read_jsonl(path: Path) -> list[dict[str, object]]:
+    if not path.is_file():
+        raise ValueError(f"task file {path} does not exist")
+    rows = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}:{n}: not valid JSON ({err.msg})") from None
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}:{n}: each line must be a JSON object")
+        row["_line"] = n
+        rows.append(row)
+    if not rows:
+        raise ValueError(f"task file {path} has no rows")
+    return rows
+
+
+def _check(path: Path, row: Mapping[str, object], fields: tuple[str, ...]) -> None:
+    missing = [f for f in fields if f not in row]
+    if missing:
+        raise ValueError(f"{path}:{row['_line']}: missing field(s) {', '.join(missing)}")
+
+
+def _simple(rows: list[dict[str, object]], task_type: str) -> TaskData:
+    if task_type == "STS":
+        return PairData([str(r["sentence1"]) for r in rows], [str(r["sentence2"]) for r in rows],
+                        scores=[float(r["score"]) for r in rows])  # type: ignore[arg-type]
+    if task_type == "PairClassification":
+        labels = [int(r["label"]) for r in rows]  # type: ignore[call-overload]
+        if set(labels) - {0, 1}:
+            raise ValueError("PairClassification labels must be 0 or 1")
+        return PairData([str(r["sentence1"]) for r in rows], [str(r["sentence2"]) for r in rows], labels=labels)
+    if task_type == "BitextMining":
+        return BitextData([str(r["sentence1"]) for r in rows], [str(r["sentence2"]) for r in rows])
+    return ClusteringData([str(r["text"]) for r in rows], [str(r["label"]) for r in rows])
+
+
+def _retrieval(path: Path, rows: list[dict[str, object]], task_type: str) -> RetrievalData:
+    corpus, queries, qrels, candidates = {}, {}, {}, {}
+    for r in rows:
+        kind = r.get("kind")
+        if kind == "document":
+            _check(path, r, ("id", "text"))
+            corpus[str(r["id"])] = str(r["text"])
+        elif kind == "query":
+            _check(path, r, ("id", "text", "relevant") + (("candidates",) if task_type == "Reranking" else ()))
+            qid = str(r["id"])
+            queries[qid] = str(r["text"])
+            qrels[qid] = {str(d): int(g) for d, g in dict(r["relevant"]).items()}  # type: ignore[call-overload]
+            if task_type == "Reranking":
+                candidates[qid] = [str(d) for d in r["candidates"]]  # type: ignore[attr-defined]
+        else:
+            raise ValueError(f"{path}:{r['_line']}: field kind must be \"document\" or \"query\"")
+    unknown = {d for rel in qrels.values() for d in rel} | {d for c in candidates.values() for d in c}
+    unknown -= set(corpus)
+    if unknown:
+        raise ValueError(f"{path}: queries refer to unknown document ids {', '.join(sorted(unknown)[:5])}")
+    if not queries or not corpus:
+        raise ValueError(f"{path}: a {task_type} task needs at least one query and one document")
+    return RetrievalData(queries, corpus, qrels, candidates if task_type == "Reranking" else None)
+
+
+def _group(rows: list[dict[str, object]]) -> dict[tuple[str, str], list[dict[str, object]]]:
+    groups: dict[tuple[str, str], list[dict[str, object]]] = defaultdict(list)
+    for r in rows:
+        groups[(str(r.get("lang", "default")), str(r.get("split", "test")))].append(r)
+    return groups
+
+
+def parse_task_file(path: str | Path, task_type: str) -> dict[tuple[str, str], TaskData]:
+    """(lang, split) -> data of a local task file; ValueError with the file and line for malformed input."""
+    p = Path(path)
+    if task_type not in TASK_TYPES:
+        raise ValueError(f"unknown task type {task_type!r}; expected one of {', '.join(TASK_TYPES)}")
+    rows = _read_jsonl(p)
+    if task_type in ("Retrieval", "Reranking"):
+        return {key: _retrieval(p, group, task_type) for key, group in _group(rows).items()}
+    for r in rows:
+        _check(p, r, REQUIRED[task_type])
+    groups = _group(rows)
+    if task_type != "Classification":
+        return {key: _simple(group, task_type) for key, group in groups.items()}
+    out: dict[tuple[str, str], TaskData] = {}
+    for lang in sorted({lang for lang, _ in groups}):
+        train = groups.get((lang, "train"))
+        if not train:
+            raise ValueError(f"{p}: Classification needs lines with \"split\": \"train\" (language {lang})")
+        for (g_lang, split), group in groups.items():
+            if g_lang == lang and split != "train":
+                out[(lang, split)] = ClassificationData(
+                    [str(r["text"]) for r in train], [str(r["label"]) for r in train],
+                    [str(r["text"]) for r in group], [str(r["label"]) for r in group])
+    if not out:
+        raise ValueError(f"{p}: Classification needs lines to score besides the \"train\" ones")
+    return out
+
+
+def load_task_file(path: str | Path, task_type: str, *, name: str | None = None,
+                   instruction: str | None = None) -> Selection:
+    """A ``Selection`` for a local JSONL task; ``instruction`` is what instruction models get (else mteb's default
+    for the task type); models with named prompts get their prompt for the task type."""
+    data = parse_task_file(path, task_type)
+    subsets = tuple(dict.fromkeys(lang for lang, _ in data))
+    splits = tuple(dict.fromkeys(split for _, split in data))
+
+    def load(root: Path, subset: str, split: str) -> TaskData:
+        if (subset, split) not in data:
+            raise ValueError(f"task file {path} has no rows for lang {subset!r} and split {split!r}")
+        return data[(subset, split)]
+
+    spec = TaskSpec(name or Path(path).stem, task_type, splits, subsets, load, {s: (s,) for s in subsets},
+                    prompt=instruction, protocol={"source": str(path)})
+    pairs = [(s, sp) for sp in splits for s in subsets if (s, sp) in data]
+    return Selection(spec, tuple(dict.fromkeys(s for s, _ in pairs)), tuple(dict.fromkeys(sp for _, sp in pairs)))

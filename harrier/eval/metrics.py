@@ -1,0 +1,317 @@
+"""Scores of each task type, computed from embeddings exactly as mteb 2.x computes them.
+
+Every function is pure: embeddings (float arrays, one row per text) and gold labels in, a flat dict of scores out.
+Protocol constants (seeds, sample counts, k-means settings) are arguments whose defaults are mteb's; the source
+of each protocol is named in its docstring so a reader can check it against mteb's code.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+SEED = 42  # mteb's default task seed
+
+
+def _as_f32(x: np.ndarray) -> np.ndarray:
+    return np.asarray(x, dtype=np.float32)
+
+
+def _corr(gold: Sequence[float], pred: Sequence[float]) -> tuple[float, float]:
+    from scipy.stats import pearsonr, spearmanr
+
+    return float(pearsonr(gold, pred)[0]), float(spearmanr(gold, pred)[0])
+
+
+def sts_scores(emb1: np.ndarray, emb2: np.ndarray, gold: Sequence[float], *, min_score: float = 0.0,
+               max_score: float = 5.0) -> dict[str, float]:
+    """STS: correlations of pair similarities with gold scores (mteb AbsTaskSTS; main score cosine_spearman).
+
+    Gold scores are min-max normalised first (no effect on the correlations, kept for parity).
+    """
+    from sklearn.metrics.pairwise import paired_cosine_distances, paired_euclidean_distances, paired_manhattan_distances
+
+    e1, e2 = _as_f32(emb1), _as_f32(emb2)
+    norm = [(float(x) - min_score) / (max_score - min_score) for x in gold]
+    cos = 1 - paired_cosine_distances(e1, e2)
+    out: dict[str, float] = {}
+    out["cosine_pearson"], out["cosine_spearman"] = _corr(norm, cos.tolist())
+    out["manhattan_pearson"], out["manhattan_spearman"] = _corr(norm, (-paired_manhattan_distances(e1, e2)).tolist())
+    out["euclidean_pearson"], out["euclidean_spearman"] = _corr(norm, (-paired_euclidean_distances(e1, e2)).tolist())
+    out["pearson"], out["spearman"] = out["cosine_pearson"], out["cosine_spearman"]
+    out["main_score"] = out["cosine_spearman"]
+    return out
+
+
+def cosine_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine similarity of every row of ``a`` with every row of ``b`` (float32, like torch's cos_sim)."""
+    a_n = _as_f32(a) / np.maximum(np.linalg.norm(_as_f32(a), axis=1, keepdims=True), 1e-12)
+    b_n = _as_f32(b) / np.maximum(np.linalg.norm(_as_f32(b), axis=1, keepdims=True), 1e-12)
+    return a_n @ b_n.T
+
+
+def nearest_neighbours(query: np.ndarray, corpus: np.ndarray, chunk: int = 1024) -> np.ndarray:
+    """Index of the most cosine-similar corpus row for each query row (first index on ties)."""
+    out = np.empty(len(query), dtype=np.int64)
+    for start in range(0, len(query), chunk):
+        out[start:start + chunk] = cosine_matrix(query[start:start + chunk], corpus).argmax(axis=1)
+    return out
+
+
+def bitext_scores(emb1: np.ndarray, emb2: np.ndarray) -> dict[str, float]:
+    """Bitext mining: sentence1[i] should retrieve sentence2[i] as its cosine nearest neighbour.
+
+    mteb AbsTaskBitextMining: weighted precision/recall/F1 over gold indices (main score f1), plus accuracy.
+    """
+    from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
+
+    pred = nearest_neighbours(emb1, emb2).tolist()
+    gold = list(range(len(emb1)))
+    out = {
+        "precision": float(precision_score(gold, pred, zero_division=0, average="weighted")),
+        "recall": float(recall_score(gold, pred, zero_division=0, average="weighted")),
+        "f1": float(f1_score(gold, pred, zero_division=0, average="weighted")),
+        "accuracy": float(accuracy_score(gold, pred)),
+    }
+    out["main_score"] = out["f1"]
+    return out
+
+
+def _best_accuracy(scores: np.ndarray, labels: np.ndarray, high_more_similar: bool) -> float:
+    rows = sorted(zip(scores.tolist(), labels.tolist(), strict=True), key=lambda x: x[0], reverse=high_more_similar)
+    best, positives, remaining_neg = 0.0, 0, int((labels == 0).sum())
+    for i in range(len(rows) - 1):
+        if rows[i][1] == 1:
+            positives += 1
+        else:
+            remaining_neg -= 1
+        if rows[i][0] == rows[i + 1][0]:  # a threshold cannot split tied scores
+            continue
+        best = max(best, (positives + remaining_neg) / len(labels))
+    return best
+
+
+def _best_f1(scores: np.ndarray, labels: np.ndarray, high_more_similar: bool) -> tuple[float, float, float]:
+    rows = sorted(zip(scores.tolist(), labels.tolist(), strict=True), key=lambda x: x[0], reverse=high_more_similar)
+    best = (0.0, 0.0, 0.0)
+    correct, total_pos = 0, int(labels.sum())
+    for i in range(len(rows) - 1):
+        if rows[i][1] == 1:
+            correct += 1
+        if rows[i][0] == rows[i + 1][0] or correct == 0:
+            continue
+        precision, recall = correct / (i + 1), correct / total_pos
+        f1 = 2 * precision * recall / (precision + recall)
+        if f1 > best[0]:
+            best = (f1, precision, recall)
+    return best
+
+
+def pair_classification_scores(emb1: np.ndarray, emb2: np.ndarray, labels: Sequence[int]) -> dict[str, float]:
+    """Pair classification (mteb AbsTaskPairClassification): AP, best-threshold accuracy/F1 per similarity.
+
+    Similarities: model (= cosine here), cosine, manhattan, euclidean, dot; main score max_ap over them.
+    """
+    from sklearn.metrics import average_precision_score
+    from sklearn.metrics.pairwise import paired_cosine_distances, paired_euclidean_distances, paired_manhattan_distances
+
+    e1, e2 = _as_f32(emb1), _as_f32(emb2)
+    y = np.asarray(labels, dtype=np.int64)
+    cos = 1 - paired_cosine_distances(e1, e2)
+    by_name = {
+        "similarity": (cos, True),
+        "cosine": (cos, True),
+        "manhattan": (paired_manhattan_distances(e1, e2), False),
+        "euclidean": (paired_euclidean_distances(e1, e2), False),
+        "dot": (np.asarray([np.dot(e1[i], e2[i]) for i in range(len(e1))]), True),
+    }
+    out: dict[str, float] = {}
+    best: dict[str, list[float]] = defaultdict(list)
+    for name, (s, high) in by_name.items():
+        s = np.asarray(s)
+        f1, precision, recall = _best_f1(s, y, high)
+        values = {
+            "accuracy": _best_accuracy(s, y, high), "f1": f1, "precision": precision, "recall": recall,
+            "ap": float(average_precision_score(y, s * (1 if high else -1))),
+        }
+        for metric, v in values.items():
+            out[f"{name}_{metric}"] = float(v)
+            best[metric].append(float(v))
+    for metric, vals in best.items():
+        out[f"max_{metric}"] = max(vals)
+    out["main_score"] = out["max_ap"]
+    return out
+
+
+def undersample_experiments(labels: Sequence[object], *, n_experiments: int = 10, samples_per_label: int = 8,
+                            seed: int = SEED) -> list[list[int]]:
+    """Training indices of each classification experiment (mteb AbsTaskClassification._undersample_data).
+
+    Each experiment re-shuffles the previous experiment's index order with a fresh ``RandomState(seed)`` and keeps
+    the first ``samples_per_label`` indices of every label. Depends on the row order of the training split.
+    """
+    idxs = list(range(len(labels)))
+    experiments = []
+    for _ in range(n_experiments):
+        np.random.RandomState(seed).shuffle(idxs)
+        counts: dict[object, int] = defaultdict(int)
+        chosen = []
+        for i in idxs:
+            if counts[labels[i]] < samples_per_label:
+                chosen.append(i)
+                counts[labels[i]] += 1
+        experiments.append(chosen)
+    return experiments
+
+
+def _classification_metrics(y_true: Sequence[object], y_pred: Sequence[object]) -> dict[str, float | None]:
+    from sklearn.metrics import accuracy_score, average_precision_score, f1_score, precision_score, recall_score
+
+    out: dict[str, float | None] = {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "f1": float(f1_score(y_true, y_pred, average="macro")),
+        "f1_weighted": float(f1_score(y_true, y_pred, average="weighted")),
+        "precision": float(precision_score(y_true, y_pred, average="macro")),
+        "precision_weighted": float(precision_score(y_true, y_pred, average="weighted")),
+        "recall": float(recall_score(y_true, y_pred, average="macro")),
+        "recall_weighted": float(recall_score(y_true, y_pred, average="weighted")),
+        "ap": None,
+        "ap_weighted": None,
+    }
+    if len(np.unique(y_true)) == 2:
+        out["ap"] = float(average_precision_score(y_true, y_pred, average="macro"))
+        out["ap_weighted"] = float(average_precision_score(y_true, y_pred, average="weighted"))
+    return out
+
+
+def classification_scores(train_emb: np.ndarray, train_labels: Sequence[object], experiments: list[list[int]],
+                          test_emb: np.ndarray, test_labels: Sequence[object], *, seed: int = SEED,
+                          max_iter: int = 100) -> dict[str, object]:
+    """Logistic-regression accuracy averaged over undersampled experiments (mteb AbsTaskClassification).
+
+    ``train_emb`` rows align with ``train_labels`` (rows never selected by any experiment may be zeros: they are
+    not read). Main score accuracy.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    per_exp = []
+    for chosen in experiments:
+        clf = LogisticRegression(max_iter=max_iter, random_state=seed)
+        clf.fit(_as_f32(train_emb)[chosen], [train_labels[i] for i in chosen])
+        per_exp.append(_classification_metrics(list(test_labels), clf.predict(_as_f32(test_emb)).tolist()))
+    out: dict[str, object] = {}
+    for key in per_exp[0]:
+        vals = [s[key] for s in per_exp if s[key] is not None]
+        out[key] = float(np.mean(vals)) if vals else math.nan
+    out["scores_per_experiment"] = per_exp
+    out["main_score"] = out["accuracy"]
+    return out
+
+
+def clustering_sample(rng: random.Random, n: int, max_documents: int | None) -> list[int]:
+    """Documents embedded for a v2 clustering subset (mteb AbsTaskClustering: ``rng.sample`` of the rows)."""
+    return rng.sample(range(n), k=min(n, max_documents if max_documents is not None else n))
+
+
+def clustering_scores(emb: np.ndarray, labels: Sequence[object], rng: random.Random, *, n_clusters: int = 10,
+                      cluster_size: int = 16_384, batch_size: int = 512, seed: int = SEED) -> dict[str, object]:
+    """Bootstrapped MiniBatchKMeans V-measure, mteb's v2 clustering protocol (single-level labels).
+
+    ``rng`` is the task's ``random.Random(seed)`` after the document sampling: mteb shares one generator across the
+    subsets of a task, so callers fast-forward it to reproduce a subset (see ``run.py``).
+    """
+    from sklearn.cluster import MiniBatchKMeans
+    from sklearn.metrics.cluster import adjusted_mutual_info_score, v_measure_score
+
+    y = np.asarray(labels)
+    x = _as_f32(emb)
+    model = MiniBatchKMeans(n_clusters=np.unique(y).size, batch_size=batch_size, init="k-means++", n_init=1,
+                            random_state=seed)
+    v, ami = [], []
+    for _ in range(n_clusters):
+        idx = rng.choices(range(len(x)), k=cluster_size)
+        assignment = model.fit_predict(x[idx])
+        v.append(float(v_measure_score(y[idx], assignment)))
+        ami.append(float(adjusted_mutual_info_score(y[idx], assignment)))
+    return {
+        "v_measures": {"Level 0": v}, "v_measure": float(np.mean(v)), "v_measure_std": float(np.std(v)),
+        "ami_scores": {"Level 0": ami}, "ami": float(np.mean(ami)), "ami_std": float(np.std(ami)),
+        "main_score": float(np.mean(v)),
+    }
+
+
+def skip_clustering_draws(rng: random.Random, n: int, max_documents: int | None, *, n_clusters: int = 10,
+                          cluster_size: int = 16_384) -> None:
+    """Advance ``rng`` exactly as one v2 clustering subset of ``n`` rows would, without embedding anything."""
+    k = len(clustering_sample(rng, n, max_documents))
+    for _ in range(n_clusters):
+        rng.choices(range(k), k=cluster_size)
+
+
+def clustering_legacy_scores(emb: np.ndarray, labels: Sequence[object], *, batch_size: int = 500,
+                             seed: int = SEED) -> dict[str, object]:
+    """One MiniBatchKMeans fit on all texts, V-measure (mteb AbsTaskClusteringLegacy / ClusteringEvaluator)."""
+    from sklearn.cluster import MiniBatchKMeans
+    from sklearn.metrics.cluster import v_measure_score
+
+    model = MiniBatchKMeans(n_clusters=len(set(labels)), batch_size=batch_size, n_init="auto", compute_labels=True,
+                            random_state=seed)
+    model.fit(_as_f32(emb))
+    v = float(v_measure_score(list(labels), model.labels_.tolist()))
+    return {"v_measure": v, "v_measure_std": 0.0, "v_measures": [v], "main_score": v}
+
+
+def rank_documents(query_emb: np.ndarray, doc_emb: np.ndarray, doc_ids: Sequence[str], top_k: int = 1000,
+                   candidates: Sequence[Sequence[int]] | None = None) -> list[dict[str, float]]:
+    """Top-k documents by cosine for each query, as {doc_id: score}; ``candidates`` restricts each query's pool."""
+    out = []
+    for start in range(0, len(query_emb), 256):
+        sims = cosine_matrix(query_emb[start:start + 256], doc_emb)
+        for row, s in enumerate(sims):
+            pool = np.arange(len(doc_ids)) if candidates is None else np.asarray(candidates[start + row], dtype=int)
+            s_pool = s[pool]
+            order = np.argsort(-s_pool, kind="stable")[:top_k]
+            out.append({doc_ids[pool[j]]: float(s_pool[j]) for j in order})
+    return out
+
+
+def _trec_order(run: Mapping[str, float]) -> list[str]:
+    # trec_eval ranks by score descending, ties by document id descending
+    return [d for d, _ in sorted(run.items(), key=lambda x: (x[1], x[0]), reverse=True)]
+
+
+def retrieval_scores(run: Mapping[str, Mapping[str, float]], qrels: Mapping[str, Mapping[str, int]],
+                     k_values: Sequence[int] = (1, 3, 5, 10, 20, 100, 1000)) -> dict[str, float]:
+    """nDCG@k, MAP@k, recall@k, precision@k, MRR@k averaged over the queries in ``run`` (trec_eval definitions, as
+    mteb computes them with pytrec_eval; mteb rounds the means to 5 decimals, so do we).
+    """
+    sums: dict[str, float] = defaultdict(float)
+    n = 0
+    for qid, docs in run.items():
+        rels = {d: r for d, r in qrels.get(qid, {}).items()}
+        if not rels:
+            continue
+        n += 1
+        ranked = _trec_order(docs)
+        ideal = sorted((r for r in rels.values() if r > 0), reverse=True)
+        n_rel = len(ideal)
+        for k in k_values:
+            top = ranked[:k]
+            gains = [max(rels.get(d, 0), 0) for d in top]
+            dcg = sum(g / math.log2(i + 2) for i, g in enumerate(gains))
+            idcg = sum(g / math.log2(i + 2) for i, g in enumerate(ideal[:k]))
+            hits = [1 if rels.get(d, 0) > 0 else 0 for d in top]
+            ap = sum(sum(hits[: i + 1]) / (i + 1) for i, h in enumerate(hits) if h) / n_rel if n_rel else 0.0
+            first = next((i for i, h in enumerate(hits) if h), None)
+            sums[f"ndcg_at_{k}"] += dcg / idcg if idcg > 0 else 0.0
+            sums[f"map_at_{k}"] += ap
+            sums[f"recall_at_{k}"] += sum(hits) / n_rel if n_rel else 0.0
+            sums[f"precision_at_{k}"] += sum(hits) / k
+            sums[f"mrr_at_{k}"] += 0.0 if first is None else 1.0 / (first + 1)
+    if n == 0:
+        raise ValueError("no query in the run has relevant documents in the qrels")
+    return {key: round(v / n, 5) for key, v in sums.items()}

@@ -1,0 +1,183 @@
+"""``evaluate()``: embed each selected task's texts with an ``Encoder`` and score them with mteb's protocols."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from harrier.eval import metrics
+from harrier.eval.data import BitextData, ClassificationData, ClusteringData, PairData, RetrievalData, TaskData
+from harrier.eval.encoders import Encoder, PromptPolicy, choose_policy
+from harrier.eval.results import TaskResult, subset_entry
+from harrier.eval.tasks import Selection, TaskSpec
+
+log = logging.getLogger(__name__)
+
+
+def default_data_root() -> Path | None:
+    """``../shared/data`` relative to the current directory, when it exists."""
+    candidate = Path.cwd().parent / "shared" / "data"
+    return candidate if candidate.is_dir() else None
+
+
+def resolve_data_root(data_root: str | Path | None) -> Path:
+    """The data root to read, or a ValueError saying what is missing."""
+    if data_root is None:
+        found = default_data_root()
+        if found is None:
+            raise ValueError("no data root: ../shared/data does not exist here; pass --data-root DIR")
+        return found
+    root = Path(data_root)
+    if not root.is_dir():
+        raise ValueError(f"data root {root} does not exist or is not a directory")
+    return root
+
+
+def _pairs(enc: Encoder, task: TaskSpec, data: PairData, policy: PromptPolicy) -> dict[str, object]:
+    prompt = policy.prompt(task, None)
+    e1, e2 = enc.encode(data.text1, prompt=prompt), enc.encode(data.text2, prompt=prompt)
+    if task.type == "STS":
+        lo, hi = task.protocol.get("min_score", 0.0), task.protocol.get("max_score", 5.0)
+        return metrics.sts_scores(e1, e2, data.scores, min_score=float(lo), max_score=float(hi))  # type: ignore[arg-type]
+    return metrics.pair_classification_scores(e1, e2, data.labels)
+
+
+def _bitext(enc: Encoder, task: TaskSpec, data: BitextData, policy: PromptPolicy) -> dict[str, object]:
+    prompt = policy.prompt(task, None)
+    return metrics.bitext_scores(enc.encode(data.text1, prompt=prompt), enc.encode(data.text2, prompt=prompt))
+
+
+def _classification(enc: Encoder, task: TaskSpec, data: ClassificationData,
+                    policy: PromptPolicy) -> dict[str, object]:
+    prompt = policy.prompt(task, None)
+    experiments = metrics.undersample_experiments(
+        data.train_labels, n_experiments=int(task.protocol.get("n_experiments", 10)),  # type: ignore[arg-type]
+        samples_per_label=int(task.protocol.get("samples_per_label", 8)))  # type: ignore[arg-type]
+    union = sorted(set().union(*experiments))
+    union_emb = enc.encode([data.train_texts[i] for i in union], prompt=prompt)
+    train_emb = np.zeros((len(data.train_texts), union_emb.shape[1]), dtype=np.float32)
+    train_emb[union] = union_emb
+    test_emb = enc.encode(data.texts, prompt=prompt)
+    return metrics.classification_scores(train_emb, data.train_labels, experiments, test_emb, data.labels)
+
+
+def _clustering(enc: Encoder, task: TaskSpec, data: ClusteringData, policy: PromptPolicy,
+                rng: random.Random | None) -> dict[str, object]:
+    prompt = policy.prompt(task, None)
+    if task.protocol.get("legacy"):
+        return metrics.clustering_legacy_scores(enc.encode(data.texts, prompt=prompt), data.labels)
+    assert rng is not None
+    picked = metrics.clustering_sample(rng, len(data.texts), task.protocol.get("max_documents"))  # type: ignore[arg-type]
+    emb = enc.encode([data.texts[i] for i in picked], prompt=prompt)
+    return metrics.clustering_scores(emb, [data.labels[i] for i in picked], rng, **_bootstrap(task))
+
+
+def _bootstrap(task: TaskSpec) -> dict[str, int]:
+    return {"n_clusters": int(task.protocol.get("n_clusters", 10)),  # type: ignore[call-overload]
+            "cluster_size": int(task.protocol.get("cluster_size", 16_384))}  # type: ignore[call-overload]
+
+
+def _retrieval(enc: Encoder, task: TaskSpec, data: RetrievalData, policy: PromptPolicy) -> dict[str, object]:
+    qids, dids = list(data.queries), list(data.corpus)
+    q_emb = enc.encode([data.queries[q] for q in qids], prompt=policy.prompt(task, "query"))
+    d_emb = enc.encode([data.corpus[d] for d in dids], prompt=policy.prompt(task, "document"))
+    candidates = None
+    if data.candidates is not None:
+        pos = {d: i for i, d in enumerate(dids)}
+        candidates = [[pos[d] for d in data.candidates.get(q, ())] for q in qids]
+    ranked = metrics.rank_documents(q_emb, d_emb, dids, top_k=1000, candidates=candidates)
+    scores: dict[str, object] = dict(metrics.retrieval_scores(dict(zip(qids, ranked, strict=True)), data.qrels))
+    scores["main_score"] = scores[task.main_score]
+    return scores
+
+
+def score_subset(enc: Encoder, task: TaskSpec, data: TaskData, policy: PromptPolicy,
+                 rng: random.Random | None = None) -> dict[str, object]:
+    """Scores of one loaded subset/split (mteb's metric names, ``main_score`` included)."""
+    if isinstance(data, PairData):
+        return _pairs(enc, task, data, policy)
+    if isinstance(data, BitextData):
+        return _bitext(enc, task, data, policy)
+    if isinstance(data, ClassificationData):
+        return _classification(enc, task, data, policy)
+    if isinstance(data, ClusteringData):
+        return _clustering(enc, task, data, policy, rng)
+    if isinstance(data, RetrievalData):
+        return _retrieval(enc, task, data, policy)
+    raise TypeError(f"unsupported task data {type(data).__name__}")
+
+
+def _clustering_rng(task: TaskSpec, root: Path, subset: str) -> random.Random | None:
+    """mteb shares one ``random.Random(42)`` across a v2 clustering task's subsets (in the task's order): replay
+    the draws of the subsets before ``subset`` so its score is the one a full mteb run gives."""
+    if task.type != "Clustering" or task.protocol.get("legacy"):
+        return None
+    rng = random.Random(metrics.SEED)
+    for previous in task.subsets[: task.subsets.index(subset)]:
+        n = len(task.load(root, previous, task.splits[0]).texts)  # type: ignore[union-attr]
+        metrics.skip_clustering_draws(rng, n, task.protocol.get("max_documents"), **_bootstrap(task))  # type: ignore[arg-type]
+    return rng
+
+
+def prompts_used(task: TaskSpec, policy: PromptPolicy) -> dict[str, str | None]:
+    """The literal prompts of a task, by input kind (recorded in the results JSON)."""
+    if task.type in ("Retrieval", "Reranking"):
+        return {"query": policy.prompt(task, "query"), "document": policy.prompt(task, "document")}
+    return {"all": policy.prompt(task, None)}
+
+
+def evaluate_selection(enc: Encoder, sel: Selection, root: Path, policy: PromptPolicy,
+                       progress: bool = False) -> TaskResult:
+    """Evaluate one task's chosen subsets and splits."""
+    task = sel.task
+    start = time.monotonic()
+    scores: dict[str, list[dict[str, object]]] = {}
+    jobs = [(split, subset) for split in sel.splits for subset in sel.subsets]
+    if progress:
+        from tqdm.auto import tqdm
+
+        jobs = tqdm(jobs, desc=task.name, unit="subset")
+    for split, subset in jobs:
+        log.info("%s %s/%s", task.name, subset, split)
+        data = task.load(root, subset, split)
+        result = score_subset(enc, task, data, policy, _clustering_rng(task, root, subset))
+        scores.setdefault(split, []).append(subset_entry(task, subset, result))
+    return TaskResult(task=task, scores=scores, evaluation_time=time.monotonic() - start, model=enc.name,
+                      prompts=prompts_used(task, policy), prompt_policy=policy.kind)
+
+
+def evaluate(encoder: Encoder, selections: Sequence[Selection], *, data_root: str | Path | None = None,
+             prompts: str | PromptPolicy = "auto", output_dir: str | Path | None = None,
+             cache_dir: str | Path | None = None, progress: bool = False) -> list[TaskResult]:
+    """Evaluate ``encoder`` on the selected tasks; write one mteb-layout JSON per task when ``output_dir`` is set.
+
+    Args:
+        encoder: any ``Encoder`` (harrier's runtime, sentence-transformers, or your own).
+        selections: from ``tasks.select_tasks``, ``tasks.select_suite`` or ``local.load_task_file``.
+        data_root: folder with the raw datasets (default ``../shared/data`` when it exists).
+        prompts: "auto", "instructions", "model", "none", or a ``PromptPolicy``.
+        output_dir: where to write ``{task}.json`` files.
+        cache_dir: embedding cache folder (None: no cache; duplicate texts are still embedded once per call).
+        progress: show progress bars.
+    """
+    from harrier.eval.cache import CachedEncoder, DedupEncoder
+
+    root = resolve_data_root(data_root) if any(s.task.folder for s in selections) else Path(data_root or ".")
+    policy = choose_policy(encoder, prompts) if isinstance(prompts, str) else prompts
+    cached = CachedEncoder(encoder, cache_dir) if cache_dir is not None else None
+    results = []
+    for sel in selections:
+        enc: Encoder = cached if cached is not None else DedupEncoder(encoder)  # memo per task, freed after it
+        res = evaluate_selection(enc, sel, root, policy, progress)
+        if output_dir is not None:
+            res.write(output_dir)
+        results.append(res)
+    if cached is not None:
+        log.info("embedding cache %s: %d hits, %d misses", cached.path, cached.hits, cached.misses)
+        cached.close()
+    return results

@@ -1,0 +1,77 @@
+"""``harrier eval`` option parsing and error paths (harrier/eval/cli.py). Run: pytest tests/eval/test_cli.py -q"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from harrier.eval import cli
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser(prog="harrier")
+    sub = parser.add_subparsers(dest="command")
+    cli.add_parser(sub)
+    return parser.parse_args(argv)
+
+
+def test_parses_issue_examples():
+    a = _parse(["eval", "--model", "m", "--tasks", "STSBenchmark,Tatoeba", "--langs", "deu,fra", "--output", "r/"])
+    assert a.tasks == ["STSBenchmark", "Tatoeba"] and a.langs == ["deu", "fra"] and a.eval_command is None
+    assert _parse(["eval", "--model", "m", "--suite", "quick"]).suite == "quick"
+    a = _parse(["eval", "--model", "m", "--task-file", "x.jsonl", "--task-type", "STS"])
+    assert a.task_file == "x.jsonl" and a.task_type == "STS"
+    a = _parse(["eval", "compare", "results/", "--published", "google/embeddinggemma-300m"])
+    assert a.eval_command == "compare" and a.results == "results/"
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["eval", "--tasks", "STSBenchmark"], "--model is required"),
+    (["eval", "--model", "m"], "exactly one of --tasks, --suite or --task-file"),
+    (["eval", "--model", "m", "--tasks", "STS17", "--suite", "quick"], "exactly one"),
+    (["eval", "--model", "m", "--task-file", "x.jsonl"], "needs --task-type"),
+    (["eval", "--model", "m", "--tasks", "STS17", "--data-root", "/nonexistent/data"], "data root /nonexistent"),
+])
+def test_error_paths(argv, message):
+    with pytest.raises(ValueError, match=message):
+        cli.run(_parse(argv))
+
+
+def test_unknown_task_and_language(data_root):
+    with pytest.raises(ValueError, match="unknown task 'STS18'"):
+        cli.selections_from_args(_parse(["eval", "--model", "m", "--tasks", "STS18", "--data-root", str(data_root)]))
+    with pytest.raises(ValueError, match="no subset for languages klingon"):
+        cli.selections_from_args(_parse(["eval", "--model", "m", "--tasks", "STS17", "--langs", "klingon",
+                                         "--data-root", str(data_root)]))
+
+
+def test_missing_default_data_root(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="pass --data-root"):
+        cli.selections_from_args(_parse(["eval", "--model", "m", "--suite", "quick"]))
+
+
+def test_missing_model_directory(tmp_path):
+    (tmp_path / "t.jsonl").write_text('{"sentence1": "a", "sentence2": "b", "score": 1}\n')
+    with pytest.raises(ValueError, match="model directory .* does not exist"):
+        cli.run(_parse(["eval", "--model", str(tmp_path / "nope"), "--task-file", str(tmp_path / "t.jsonl"),
+                        "--task-type", "STS"]))
+
+
+def test_run_task_file_and_compare(tmp_path, monkeypatch, capsys, bow):
+    rows = [{"sentence1": f"a cat {i}", "sentence2": f"a cat {i}" + " dog" * (i % 3), "score": 3 - i % 3}
+            for i in range(12)]
+    (tmp_path / "t.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    monkeypatch.setattr("harrier.eval.encoders.load_encoder", lambda *a, **k: bow)
+    code = cli.run(_parse(["eval", "--model", str(tmp_path), "--task-file", str(tmp_path / "t.jsonl"),
+                           "--task-type", "STS", "--output", str(tmp_path / "out"), "--no-progress"]))
+    assert code == 0 and "t " in capsys.readouterr().out
+    pub = tmp_path / "pub.json"
+    pub.write_text(json.dumps({"models": {"org/m": {"t": {"splits": {"test": {"default": 50.0}}}}}}))
+    assert cli.run(_parse(["eval", "compare", str(tmp_path / "out"), "--published", "org/m",
+                           "--published-file", str(pub)])) == 0
+    assert "published" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="unknown published model"):
+        cli.run(_parse(["eval", "compare", str(tmp_path / "out"), "--published", "x/y", "--published-file", str(pub)]))

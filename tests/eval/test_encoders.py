@@ -1,0 +1,77 @@
+"""Encoders and prompt policies over real runtimes: harrier's Embedder and sentence-transformers, on tiny random
+checkpoints (tests/conftest.py) and, marked ``real``, on EmbeddingGemma-300M.
+Run: pytest tests/eval/test_encoders.py -q  (add -m 'not real' to skip real weights)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from harrier.eval.encoders import (
+    HarrierEncoder,
+    InstructionPrompts,
+    NamedPrompts,
+    NoPrompts,
+    SentenceTransformerEncoder,
+    choose_policy,
+    load_encoder,
+)
+from harrier.eval.local import load_task_file
+from harrier.eval.run import evaluate
+
+TEXTS = ["A man is playing a guitar.", "Ein Mann spielt Gitarre.", "The sky is blue today."]
+
+
+def test_policy_choice(bow_factory):
+    assert isinstance(choose_policy(bow_factory()), NoPrompts)
+    gemma_like = bow_factory(prompts={"STS": "task: sentence similarity | query: ", "query": "q: "})
+    assert isinstance(choose_policy(gemma_like), NamedPrompts)
+    harrier_like = bow_factory(prompts={"sts_query": "Instruct: Retrieve semantically similar text\nQuery: "})
+    harrier_like.instruction_model = True
+    assert isinstance(choose_policy(harrier_like), InstructionPrompts)
+    assert isinstance(choose_policy(gemma_like, "none"), NoPrompts)
+    with pytest.raises(ValueError, match="no prompts keyed"):
+        choose_policy(bow_factory(), "model")
+    with pytest.raises(ValueError, match="unknown prompt mode"):
+        choose_policy(bow_factory(), "sometimes")
+
+
+def test_missing_model_directory(tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        load_encoder(str(tmp_path / "nope"))
+
+
+def test_harrier_backend_on_tiny_checkpoint(tiny_gemma3_dir, tmp_path):
+    enc = load_encoder(str(tiny_gemma3_dir), backend="harrier")
+    assert isinstance(enc, HarrierEncoder)
+    e = enc.encode(TEXTS, prompt="Instruct: x\nQuery:")
+    assert e.shape[0] == 3 and e.dtype == np.float32
+    rows = [{"sentence1": a, "sentence2": b, "score": s} for a, b, s in
+            [(TEXTS[0], TEXTS[1], 4.0), (TEXTS[0], TEXTS[2], 0.5), (TEXTS[1], TEXTS[2], 1.0)]]
+    path = tmp_path / "mini.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    [res] = evaluate(enc, [load_task_file(path, "STS")], prompts="instructions")
+    assert res.prompts == {"all": "Instruct: Retrieve semantically similar text.\nQuery:"}
+
+
+def test_sentence_transformers_backend_agrees_with_harrier(tiny_gemma3_dir):
+    pytest.importorskip("sentence_transformers")
+    ours = load_encoder(str(tiny_gemma3_dir), backend="harrier").encode(TEXTS, prompt="Instruct: x\nQuery:")
+    st = load_encoder(str(tiny_gemma3_dir), backend="sentence-transformers")
+    assert isinstance(st, SentenceTransformerEncoder)
+    theirs = st.encode(TEXTS, prompt="Instruct: x\nQuery:")
+    assert np.allclose(ours, theirs, atol=1e-4)
+
+
+@pytest.mark.real
+@pytest.mark.slow
+def test_embeddinggemma_prompts_and_backends(embeddinggemma_dir):
+    pytest.importorskip("sentence_transformers")
+    ours = load_encoder(str(embeddinggemma_dir), backend="harrier")
+    policy = choose_policy(ours)
+    assert isinstance(policy, NamedPrompts)
+    st = load_encoder(str(embeddinggemma_dir), backend="sentence-transformers")
+    prompt = policy.prompts["STS"]
+    assert np.allclose(ours.encode(TEXTS, prompt=prompt), st.encode(TEXTS, prompt=prompt), atol=2e-4)

@@ -1,0 +1,192 @@
+"""Our metrics and prompts against mteb's own evaluator classes on the same embeddings (mteb is a dev dependency).
+
+Each test runs an mteb task's ``_evaluate_subset`` with ``MtebEncoder`` (our adapter) over a small in-memory
+dataset, and ``harrier.eval.run.score_subset`` over the same texts with the same encoder; the scores must agree.
+Run: pytest tests/eval/test_mteb_parity.py -q
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from harrier.eval import metrics
+from harrier.eval.data import BitextData, ClassificationData, ClusteringData, PairData
+from harrier.eval.encoders import InstructionPrompts, NamedPrompts, NoPrompts
+from harrier.eval.mteb_adapter import MtebEncoder
+from harrier.eval.run import score_subset
+from harrier.eval.tasks import TaskSpec
+
+mteb = pytest.importorskip("mteb")
+datasets = pytest.importorskip("datasets")
+from mteb.timing import TimingStack  # noqa: E402
+
+WORDS = "the cat dog sat on a mat ran fast slow big small red blue house tree river sun moon".split()
+
+
+def _sentences(n: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    return [" ".join(rng.choices(WORDS, k=rng.randint(3, 8))) + f" {i % 7}" for i in range(n)]
+
+
+def _spec(name: str, type_: str, **kw) -> TaskSpec:
+    return TaskSpec(name, type_, ("test",), ("default",), lambda r, s, p: None, **kw)
+
+
+def _mteb_run(task_name: str, data, bow, policy):
+    task = mteb.get_task(task_name)
+    model = MtebEncoder(bow, name="test/bow", prompts=policy)
+    return task._evaluate_subset(model, data, encode_kwargs={}, hf_split="test", hf_subset="default",
+                                 timer=TimingStack()), task
+
+
+def test_sts_matches_mteb(bow):
+    s1, s2 = _sentences(80, 1), _sentences(80, 2)
+    gold = [float(x) for x in np.random.default_rng(0).uniform(0, 5, 80)]
+    ref, _ = _mteb_run("STSBenchmark", datasets.Dataset.from_dict({"sentence1": s1, "sentence2": s2, "score": gold}),
+                       bow, NoPrompts())
+    ours = score_subset(bow, _spec("STSBenchmark", "STS"), PairData(s1, s2, scores=gold), NoPrompts())
+    for k in ("cosine_spearman", "cosine_pearson", "manhattan_spearman", "euclidean_spearman"):
+        assert ours[k] == pytest.approx(ref[k], abs=1e-9), k
+
+
+def test_pair_classification_matches_mteb(bow):
+    s1, s2 = _sentences(120, 3), _sentences(120, 4)
+    labels = [int(x) for x in np.random.default_rng(1).integers(0, 2, 120)]
+    ds = datasets.Dataset.from_dict({"sentence1": s1, "sentence2": s2, "labels": labels})
+    ref, _ = _mteb_run("PawsXPairClassification", ds, bow, NoPrompts())
+    ours = score_subset(bow, _spec("PawsXPairClassification", "PairClassification"),
+                        PairData(s1, s2, labels=labels), NoPrompts())
+    for k in ("max_ap", "cosine_ap", "manhattan_ap", "dot_ap", "cosine_accuracy", "cosine_f1", "max_f1"):
+        assert ours[k] == pytest.approx(ref[k], abs=1e-9), k
+
+
+def test_bitext_matches_mteb(bow):
+    s1 = _sentences(150, 5)
+    s2 = [s + " x" if i % 3 else s for i, s in enumerate(_sentences(150, 5))]
+    s2 = s2[1:] + s2[:1]  # misalign so the score is not trivially 1
+    ref, _ = _mteb_run("Tatoeba", datasets.Dataset.from_dict({"sentence1": s1, "sentence2": s2}), bow, NoPrompts())
+    ours = score_subset(bow, _spec("Tatoeba", "BitextMining"), BitextData(s1, s2), NoPrompts())
+    for k in ("f1", "precision", "recall", "accuracy"):
+        assert ours[k] == pytest.approx(ref[k], abs=1e-12), k
+
+
+def test_classification_matches_mteb(bow):
+    rng = np.random.default_rng(2)
+    topics = ["sun moon", "cat dog", "river tree", "red blue"]
+    y_train = [int(x) for x in rng.integers(0, 4, 200)]
+    y_test = [int(x) for x in rng.integers(0, 4, 60)]
+    tr = [f"{topics[y]} {s}" for y, s in zip(y_train, _sentences(200, 6), strict=True)]
+    te = [f"{topics[y]} {s}" for y, s in zip(y_test, _sentences(60, 7), strict=True)]
+    dd = datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": tr, "label": y_train}),
+                               "test": datasets.Dataset.from_dict({"text": te, "label": y_test})})
+    ref, task = _mteb_run("SIB200Classification", dd, bow, NoPrompts())
+    ours = score_subset(bow, _spec("SIB200Classification", "Classification"),
+                        ClassificationData(tr, y_train, te, y_test), NoPrompts())
+    assert ours["accuracy"] == pytest.approx(ref["accuracy"], abs=1e-12)
+    assert ours["f1"] == pytest.approx(ref["f1"], abs=1e-12)
+    sim, idxs = [], None
+    for i in range(task.n_experiments):
+        _, idxs, chosen = task._undersample_data(dd["train"], i, idxs)
+        sim.append(chosen)
+    assert sim == metrics.undersample_experiments(y_train)
+
+
+def test_clustering_v2_matches_mteb_including_shared_rng(bow):
+    topics = ["sun moon", "cat dog", "river tree"]
+    subsets = {}
+    for name, seed in (("aaa", 8), ("bbb", 9)):
+        y = [i % 3 for i in range(90)]
+        subsets[name] = ([f"{topics[k]} {s}" for k, s in zip(y, _sentences(90, seed), strict=True)], y)
+    task = mteb.get_task("SIB200ClusteringS2S")
+    task.dataset = {n: {"test": datasets.Dataset.from_dict({"sentences": t, "labels": y})}
+                    for n, (t, y) in subsets.items()}
+    task.data_loaded = True
+    task.hf_subsets = list(subsets)
+    task.n_clusters, task.max_documents_per_cluster = 3, 400  # mteb: 10 x 16,384 (slow for a unit test)
+    ref = task.evaluate(MtebEncoder(bow, name="test/bow", prompts=NoPrompts()), "test", encode_kwargs={})
+    spec = TaskSpec("SIB200ClusteringS2S", "Clustering", ("test",), tuple(subsets),
+                    lambda r, s, p: ClusteringData(*subsets[s]),
+                    protocol={"max_documents": 1004, "n_clusters": 3, "cluster_size": 400})
+    from harrier.eval.run import _clustering_rng
+
+    for name in subsets:
+        ours = score_subset(bow, spec, spec.load(None, name, "test"), NoPrompts(), _clustering_rng(spec, None, name))
+        assert ours["v_measure"] == pytest.approx(ref[name]["v_measure"], abs=1e-12), name
+
+
+def test_clustering_legacy_matches_mteb(bow):
+    topics = ["sun moon", "cat dog", "river tree", "red blue"]
+    y = [i % 4 for i in range(100)]
+    texts = [f"{topics[k]} {s}" for k, s in zip(y, _sentences(100, 10), strict=True)]
+    ds = datasets.Dataset.from_dict({"sentences": [texts], "labels": [y]})
+    ref, _ = _mteb_run("MasakhaNEWSClusteringS2S", ds, bow, NoPrompts())
+    ours = score_subset(bow, _spec("MasakhaNEWSClusteringS2S", "Clustering", protocol={"legacy": True}),
+                        ClusteringData(texts, y), NoPrompts())
+    assert ours["v_measure"] == pytest.approx(ref["v_measure"], abs=1e-12)
+
+
+def test_retrieval_metrics_match_pytrec_eval():
+    from mteb._evaluators.retrieval_metrics import calculate_retrieval_scores
+
+    rng = np.random.default_rng(3)
+    run = {f"q{i}": {f"d{j}": float(rng.random()) for j in range(40)} for i in range(25)}
+    qrels = {f"q{i}": {f"d{j}": int(rng.integers(1, 3)) for j in rng.choice(40, 3, replace=False)} for i in range(25)}
+    ref = calculate_retrieval_scores(run, qrels, [1, 5, 10, 100])
+    ours = metrics.retrieval_scores(run, qrels, (1, 5, 10, 100))
+    for k in (1, 5, 10, 100):
+        assert ours[f"ndcg_at_{k}"] == pytest.approx(ref.ndcg[f"NDCG@{k}"], abs=1e-5)
+        assert ours[f"map_at_{k}"] == pytest.approx(ref.map[f"MAP@{k}"], abs=1e-5)
+        assert ours[f"recall_at_{k}"] == pytest.approx(ref.recall[f"Recall@{k}"], abs=1e-5)
+        assert ours[f"precision_at_{k}"] == pytest.approx(ref.precision[f"P@{k}"], abs=1e-5)
+
+
+GEMMA_PROMPTS = {
+    "query": "task: search result | query: ", "document": "title: none | text: ",
+    "BitextMining": "task: search result | query: ", "Clustering": "task: clustering | query: ",
+    "Classification": "task: classification | query: ", "PairClassification": "task: sentence similarity | query: ",
+    "Retrieval-query": "task: search result | query: ", "Retrieval-document": "title: none | text: ",
+    "STS": "task: sentence similarity | query: ",
+}
+TASKS = ["STSBenchmark", "STS17", "Tatoeba", "SIB200Classification", "MassiveIntentClassification",
+         "PawsXPairClassification", "SIB200ClusteringS2S", "MasakhaNEWSClusteringS2S", "XQuADRetrieval", "SciFact"]
+
+
+@pytest.mark.parametrize("task_name", TASKS)
+@pytest.mark.parametrize("prompt_type", [None, "query", "document"])
+def test_named_prompts_follow_mteb_priority(task_name, prompt_type):
+    from mteb.models.abs_encoder import get_prompt
+    from mteb.types import PromptType
+
+    meta = mteb.get_task(task_name).metadata
+    ours = MtebEncoder.__new__(MtebEncoder)
+    ours.policy, ours.used_prompts = NamedPrompts(GEMMA_PROMPTS), {}
+    expected = get_prompt(GEMMA_PROMPTS, meta, PromptType(prompt_type) if prompt_type else None)
+    assert ours.prompt_for(meta, prompt_type) == expected
+
+
+@pytest.mark.parametrize("task_name", TASKS)
+@pytest.mark.parametrize("prompt_type", [None, "query", "document"])
+def test_instruction_prompts_match_mteb_harrier_wrapper(task_name, prompt_type):
+    from mteb.models.instruct_wrapper import InstructSentenceTransformerModel
+    from mteb.models.model_implementations.harrier_models import harrier_task_prompts, instruction_template
+    from mteb.types import PromptType
+
+    meta = mteb.get_task(task_name).metadata
+    if prompt_type is None and meta.type == "Retrieval":
+        pytest.skip("retrieval inputs are always queries or documents")
+    ref = InstructSentenceTransformerModel.__new__(InstructSentenceTransformerModel)
+    ref.prompts_dict, ref.instruction_template = harrier_task_prompts, instruction_template
+    pt = PromptType(prompt_type) if prompt_type else None
+    expected = ref.get_task_instruction(meta, pt) if prompt_type != "document" else None
+    ours = MtebEncoder.__new__(MtebEncoder)
+    ours.policy, ours.used_prompts = InstructionPrompts(harrier_task_prompts), {}
+    assert (ours.prompt_for(meta, prompt_type) or None) == (expected or None)
+
+
+def test_instruction_table_equals_mteb_harrier_table():
+    from mteb.models.model_implementations.harrier_models import harrier_task_prompts
+
+    assert InstructionPrompts().table == harrier_task_prompts
