@@ -1,0 +1,183 @@
+"""Turn the training sets under ``shared/data`` into records, one dataset per language (pair) for homogeneous
+batches.
+
+Only training material is read: WMT newstest (not an MTEB set), MASSIVE utterances of the *train* partition,
+STSb-multi-mt *train* pairs, SciFact *train* claims. SIB-200, Tatoeba, XQuAD, every STS test split and every
+test/dev split are evaluation data; no adapter opens them (``test_adapters`` checks the files touched).
+Instructions use mteb's template (no trailing space) with the task-type instruction the evaluation uses, so the
+training prefix is the one the model meets at evaluation time.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import io
+import json
+import logging
+import re
+import tokenize
+import zipfile
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from harrier.prompts import MTEB_TEMPLATE, instruction_prefix
+from harrier.train.data import MemoryDataset, Record
+
+log = logging.getLogger(__name__)
+BITEXT = instruction_prefix("Retrieve parallel sentences", template=MTEB_TEMPLATE)
+STS = instruction_prefix("Retrieve semantically similar text", template=MTEB_TEMPLATE)
+INTENT = instruction_prefix("Given a user utterance as query, find the user intents", template=MTEB_TEMPLATE)
+SCIFACT = instruction_prefix("Given a scientific claim, retrieve documents that support or refute the claim",
+                             template=MTEB_TEMPLATE)
+EVAL_SETS = ("sib-200", "tatoeba", "xquad")
+EVAL_SPLITS = ("test", "dev", "validation")
+
+
+def _check_allowed(path: Path) -> None:
+    """Refuse evaluation data sets and test/dev split files."""
+    parts = [p.lower() for p in path.parts]
+    split_words = set(re.split(r"[-_.]", parts[-1])) if parts else set()
+    bad = [s for s in EVAL_SETS if any(p.startswith(s) for p in parts)] + [w for w in EVAL_SPLITS if w in split_words]
+    if bad:
+        raise ValueError(f"{path} is evaluation data ({bad[0]}); harrier never trains on it")
+
+
+def wmt_newstest(root: str | Path, *, max_per_pair: int | None = None) -> list[MemoryDataset]:
+    """``<xxx>-eng/newstest201{6,7,8}.{xxx,eng}`` line-aligned pairs; query = non-English side."""
+    root = Path(root)
+    out = []
+    for pair_dir in sorted(p for p in root.iterdir() if p.is_dir() and p.name.endswith("-eng")):
+        lang = pair_dir.name.split("-")[0]
+        records: list[Record] = []
+        for src in sorted(pair_dir.glob(f"newstest*.{lang}")):
+            _check_allowed(src)
+            tgt = src.with_suffix(".eng")
+            a = src.read_text(encoding="utf-8").splitlines()
+            b = tgt.read_text(encoding="utf-8").splitlines()
+            if len(a) != len(b):
+                raise ValueError(f"{src} and {tgt} are not line-aligned ({len(a)} vs {len(b)} lines)")
+            pairs = zip(a, b, strict=True)
+            records += [Record(x.strip(), (y.strip(),), prefix=BITEXT) for x, y in pairs if x.strip() and y.strip()]
+        out.append(MemoryDataset(f"wmt-{lang}-eng", records[:max_per_pair]))
+    if not out:
+        raise ValueError(f"{root} has no <xxx>-eng directories")
+    return out
+
+
+def _massive_train(root: Path) -> list[dict]:
+    path = root / "ttd" / "en-US_train.jsonl"
+    _check_allowed(path)
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    bad = [r["id"] for r in rows if r.get("partition") != "train"]
+    if bad:
+        raise ValueError(f"{path} has non-train rows (first id {bad[0]})")
+    return rows
+
+
+def _massive_locale(xlsx: Path) -> dict[str, str]:
+    from openpyxl import load_workbook  # the [eval] extra; only this adapter needs it
+
+    wb = load_workbook(xlsx, read_only=True)
+    rows = wb.active.iter_rows(values_only=True)
+    header = next(rows)
+    i_id, i_utt = header.index("id"), header.index("utt")
+    out = {str(r[i_id]): str(r[i_utt]) for r in rows if r[i_id] is not None and r[i_utt]}
+    wb.close()
+    return out
+
+
+def massive_parallel(root: str | Path, *, locales: list[str] | None = None,
+                     max_per_locale: int | None = None) -> list[MemoryDataset]:
+    """MASSIVE utterances aligned by id: (locale utterance, en-US utterance), train-partition ids only."""
+    root = Path(root)
+    train = {r["id"]: r["utt"] for r in _massive_train(root)}
+    out = []
+    for xlsx in sorted((root / "xlsx").glob("en-*.xlsx")):
+        locale = xlsx.stem.removeprefix("en-")
+        if locale == "en-US" or (locales is not None and locale not in locales):
+            continue
+        utts = _massive_locale(xlsx)
+        records = [Record(utts[i], (en,), prefix=BITEXT) for i, en in train.items() if i in utts]
+        out.append(MemoryDataset(f"massive-{locale}", records[:max_per_locale]))
+    return out
+
+
+def massive_intents(root: str | Path, *, seed: int = 0, negatives: int = 1) -> list[MemoryDataset]:
+    """en-US train utterances: positive = another utterance with the same intent, negatives from other intents."""
+    rows = _massive_train(Path(root))
+    by_intent: dict[str, list[str]] = defaultdict(list)
+    for r in rows:
+        by_intent[r["intent"]].append(r["utt"])
+    intents = sorted(by_intent)
+    rng = np.random.default_rng(seed)
+    records = []
+    for r in rows:
+        same = [u for u in by_intent[r["intent"]] if u != r["utt"]]
+        if not same:
+            continue
+        others = [i for i in intents if i != r["intent"]]
+        negs = tuple(str(rng.choice(by_intent[str(rng.choice(others))])) for _ in range(negatives))
+        records.append(Record(r["utt"], (str(rng.choice(same)),), negs, prefix=INTENT))
+    return [MemoryDataset("massive-intents-en-US", records)]
+
+
+def stsb_multi_mt(root: str | Path, *, min_score: float = 4.0) -> list[MemoryDataset]:
+    """STSb-multi-mt *train* pairs scoring at least ``min_score`` (of 5), one dataset per language."""
+    out = []
+    for path in sorted(Path(root).glob("stsb-*-train.csv")):
+        _check_allowed(path)
+        lang = path.stem.split("-")[1]
+        with path.open(encoding="utf-8", newline="") as f:
+            rows = list(csv.reader(f))
+        records = [Record(a, (b,), prefix=STS) for a, b, s in rows if float(s) >= min_score and a.strip() and b.strip()]
+        out.append(MemoryDataset(f"stsb-{lang}", records))
+    if not out:
+        raise ValueError(f"{root} has no stsb-*-train.csv files")
+    return out
+
+
+def _abstract_sentences(raw: str) -> str:
+    """corpus_train.csv stores abstracts as a numpy repr (``['s1'\\n 's2']``); join the string literals."""
+    tokens = tokenize.generate_tokens(io.StringIO(raw).readline)
+    parts = [ast.literal_eval(t.string) for t in tokens if t.type == tokenize.STRING]
+    return re.sub(r"\s+", " ", " ".join(parts)).strip()
+
+
+def scifact_train(root: str | Path) -> list[MemoryDataset]:
+    """SciFact *train* claims with their evidence abstracts (title + abstract) as positives."""
+    zpath = Path(root) / "scifact.zip"
+    with zipfile.ZipFile(zpath) as z:
+        def rows(name: str) -> list[dict]:
+            return list(csv.DictReader(io.TextIOWrapper(z.open(name), encoding="utf-8")))
+
+        corpus = {r["doc_id"]: f"{r['title']} {_abstract_sentences(r['abstract'])}".strip()
+                  for r in rows("corpus_train.csv")}
+        claims: dict[str, tuple[str, set[str]]] = {}
+        for r in rows("claims_train.csv"):
+            if r["evidence_doc_id"]:
+                claims.setdefault(r["id"], (r["claim"], set()))[1].add(r["evidence_doc_id"])
+    records = [Record(claim, tuple(corpus[d] for d in sorted(docs) if d in corpus), prefix=SCIFACT)
+               for claim, docs in claims.values()]
+    return [MemoryDataset("scifact-train", [r for r in records if r.positives])]
+
+
+ADAPTERS: dict[str, Callable[..., list[MemoryDataset]]] = {
+    "wmt-newstest": wmt_newstest,
+    "massive-parallel": massive_parallel,
+    "massive-intents": massive_intents,
+    "stsb-multi-mt": stsb_multi_mt,
+    "scifact-train": scifact_train,
+}
+
+
+def load_adapter(name: str, path: str | Path, **options) -> list[MemoryDataset]:
+    if name not in ADAPTERS:
+        raise ValueError(f"unknown adapter {name!r}; known: {', '.join(ADAPTERS)}")
+    _check_allowed(Path(path))
+    datasets = ADAPTERS[name](path, **options)
+    log.info("adapter %s: %s", name, ", ".join(f"{d.name}={len(d)}" for d in datasets))
+    return datasets

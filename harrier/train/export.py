@@ -1,0 +1,38 @@
+"""Export the trained student in the harrier Sentence-Transformers layout, with the resolved training config."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from harrier.embedder import Embedder, build_model
+from harrier.saving import save_pretrained
+from harrier.train.config import TrainConfig, to_dict
+from harrier.train.distributed import DistInfo, barrier, is_distributed
+
+log = logging.getLogger(__name__)
+CONFIG_FILE = "harrier_training.json"
+
+
+def export(student: Embedder, model: nn.Module, path: Path, cfg: TrainConfig, info: DistInfo) -> Path:
+    """Write ``path`` (rank 0); under FSDP the shards are gathered first (collective: every rank calls)."""
+    full = None
+    if is_distributed():
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    if info.is_main:
+        embedder = student
+        if full is not None:
+            plain = build_model(student.checkpoint).to(torch.float32)
+            plain.load_state_dict(full)
+            embedder = Embedder(plain, student.tokenizer, student.prompt_config, checkpoint=student.checkpoint,
+                                device=torch.device("cpu"), dtype=torch.float32)
+        embedder.model.eval()
+        save_pretrained(embedder, path, extra_files={CONFIG_FILE: to_dict(cfg)})
+        log.info("exported %s", path)
+    barrier()
+    return path

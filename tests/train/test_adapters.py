@@ -1,0 +1,58 @@
+"""Adapters over shared/data: record shapes, per-language datasets, and refusal of evaluation data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harrier.train.adapters import BITEXT, STS, load_adapter, stsb_multi_mt, wmt_newstest
+from harrier.train.config import DatasetSpec
+from harrier.train.data import build_datasets
+
+SHARED = Path("/work/shared/data")
+
+
+def test_wmt_and_stsb_from_small_fixtures(tmp_path):
+    d = tmp_path / "wmt" / "deu-eng"
+    d.mkdir(parents=True)
+    (d / "newstest2016.deu").write_text("Hallo Welt\nGuten Tag\n", encoding="utf-8")
+    (d / "newstest2016.eng").write_text("Hello world\nGood day\n", encoding="utf-8")
+    (ds,) = wmt_newstest(tmp_path / "wmt")
+    assert ds.name == "wmt-deu-eng" and ds.records[0].query == "Hallo Welt"
+    assert ds.records[0].positives == ("Hello world",) and ds.records[0].prefix == BITEXT
+    s = tmp_path / "stsb"
+    s.mkdir()
+    (s / "stsb-fr-train.csv").write_text('a,b,4.5\n"c, d",e,1.0\n', encoding="utf-8")
+    (s / "stsb-fr-test.csv").write_text("x,y,5.0\n", encoding="utf-8")
+    (ds,) = stsb_multi_mt(s, min_score=4.0)
+    assert [r.query for r in ds.records] == ["a"] and ds.records[0].prefix == STS  # test split never read
+
+
+@pytest.mark.parametrize("path", ["/x/sib-200", "/x/tatoeba-laser", "/x/xquad", "/x/stsb-en-test.csv",
+                                  "/x/claims_validation.csv", "/x/en-US_dev.jsonl"])
+def test_evaluation_data_is_refused(path):
+    with pytest.raises(ValueError, match="evaluation data"):
+        load_adapter("wmt-newstest", path)
+
+
+def test_spec_prefix_overrides_adapter_prefix(tmp_path):
+    d = tmp_path / "wmt" / "fin-eng"
+    d.mkdir(parents=True)
+    (d / "newstest2017.fin").write_text("Hei\n", encoding="utf-8")
+    (d / "newstest2017.eng").write_text("Hi\n", encoding="utf-8")
+    datasets, weights = build_datasets([DatasetSpec(path=str(tmp_path / "wmt"), adapter="wmt-newstest", weight=2.0,
+                                                    name="bitext", prompt="P: ")])
+    assert [d.name for d in datasets] == ["bitext/wmt-fin-eng"] and weights == [2.0]
+    assert datasets[0].get(0).prefix == "P: "
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="shared data not on this machine")
+def test_real_shared_data_adapters():
+    wmt = load_adapter("wmt-newstest", SHARED / "wmt-newstest-2016-2018")
+    assert len(wmt) == 9 and sum(len(d) for d in wmt) > 50_000
+    (sci,) = load_adapter("scifact-train", SHARED / "scifact")
+    assert 400 < len(sci) < 810 and all(r.positives for r in sci.records)
+    assert "  " not in sci.records[0].positives[0] and "['" not in sci.records[0].positives[0]
+    stsb = load_adapter("stsb-multi-mt", SHARED / "stsb-multi-mt")
+    assert len(stsb) == 11

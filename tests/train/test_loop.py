@@ -1,0 +1,148 @@
+"""The training loop end to end on a tiny random model: resume after a stop reproduces the uninterrupted losses
+exactly, and the export loads in SentenceTransformer() with our runtime's embeddings."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from train_helpers import TEXTS
+
+from harrier import Embedder
+from harrier.train import config as train_config
+from harrier.train.export import CONFIG_FILE
+from harrier.train.loop import train
+
+
+def _data(tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    rows = [{"query": TEXTS[i], "positive": TEXTS[(i + 6) % 12], "negatives": [TEXTS[(i + 3) % 12]],
+             "instruction": "Retrieve parallel sentences"} for i in range(12)]
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows) + "{broken\n", encoding="utf-8")
+    return path
+
+
+def _cfg(model_dir, data, out, **run):
+    raw = {
+        "model": {"init": str(model_dir), "max_length": 64},
+        "data": {"datasets": [{"path": str(data)}], "negatives_per_query": 1, "seed": 3},
+        "loss": {"temperature": 0.05, "symmetric": True, "fn_margin": 0.0},
+        "optim": {"lr": 1e-3, "warmup_steps": 2, "schedule": "cosine"},
+        "run": {"output": str(out), "steps": 6, "batch_size": 4, "budget_tokens": 24, "grad_cache": True,
+                "checkpoint_every": 0, "progress": False, **run},
+    }
+    return train_config.from_dict(raw)
+
+
+def _losses(out):
+    return [json.loads(line)["loss"] for line in (out / "train_log.jsonl").read_text().splitlines()]
+
+
+def test_resume_reproduces_losses_and_export_loads_in_sentence_transformers(tiny_gemma3_dir, tmp_path):
+    data = _data(tmp_path)
+    full_out = tmp_path / "full"
+    exported = train(_cfg(tiny_gemma3_dir, data, full_out))
+    full = _losses(full_out)
+    assert len(full) == 6 and all(np.isfinite(full))
+
+    split_out = tmp_path / "split"
+    assert train(_cfg(tiny_gemma3_dir, data, split_out, stop_after=3)) is None
+    assert (split_out / "checkpoints" / "latest").read_text().strip() == "step-0000003"
+    assert len(_losses(split_out)) == 3
+    resumed_export = train(_cfg(tiny_gemma3_dir, data, split_out), resume=True)
+    assert _losses(split_out) == full  # bit-exact: same data order, optimizer, scheduler, RNG
+
+    row = json.loads((full_out / "train_log.jsonl").read_text().splitlines()[0])
+    assert {"loss", "contrastive", "lr", "tokens_per_s", "mem_gb", "dataset"} <= set(row)
+    assert json.loads((exported / CONFIG_FILE).read_text())["run"]["steps"] == 6
+
+    from sentence_transformers import SentenceTransformer
+
+    ours = Embedder.from_pretrained(exported, device="cpu", dtype="float32")
+    st = SentenceTransformer(str(exported), device="cpu")
+    texts = TEXTS[:6]
+    a = ours.encode(texts, prompt_name="bitext_query")
+    b = st.encode(texts, prompt_name="bitext_query", convert_to_numpy=True)
+    np.testing.assert_allclose(a, b, atol=2e-5)
+    before = Embedder.from_pretrained(tiny_gemma3_dir, device="cpu", dtype="float32").encode(texts)
+    assert np.abs(ours.encode(texts) - before).max() > 1e-3  # training changed the model
+    again = Embedder.from_pretrained(resumed_export, device="cpu", dtype="float32").encode(texts)
+    np.testing.assert_array_equal(again, ours.encode(texts))
+
+
+def test_config_errors(tiny_gemma3_dir, tmp_path):
+    with pytest.raises(ValueError, match="unknown keys in 'run'"):
+        train_config.from_dict({"model": {"init": "x"}, "data": {"datasets": [{"path": "y"}]},
+                                "run": {"output": "o", "stpes": 3}})
+    raw = {"model": {"init": "x"}, "data": {"datasets": [{"path": "y"}]}, "run": {"output": "o"}}
+    cfg = train_config.from_dict(train_config.apply_overrides(raw, ["optim.lr=1e-5", "run.steps=7"]))
+    assert cfg.optim.lr == 1e-5 and cfg.run.steps == 7
+    with pytest.raises(ValueError, match="key.path=value"):
+        train_config.apply_overrides(raw, ["optim.lr"])
+
+
+def test_resume_with_teacher_and_projection(tiny_gemma3_dir, tiny_embeddinggemma_dir, tmp_path):
+    data = _data(tmp_path)
+
+    def cfg(out, **run):
+        base = _cfg(tiny_gemma3_dir, data, out, steps=4, **run)
+        raw = train_config.to_dict(base)
+        raw["teacher"] = {"path": str(tiny_embeddinggemma_dir), "query_prompt": "task: search result | query: "}
+        raw["loss"].update(kl_weight=0.5, align_weight=0.5)
+        return train_config.from_dict(raw)
+
+    train(cfg(tmp_path / "full"))
+    assert train(cfg(tmp_path / "split", stop_after=2)) is None
+    train(cfg(tmp_path / "split"), resume=True)
+    full, split = _losses(tmp_path / "full"), _losses(tmp_path / "split")
+    assert len(full) == 4 and split == full
+    row = json.loads((tmp_path / "full" / "train_log.jsonl").read_text().splitlines()[-1])
+    assert row["align"] > 0 and row["kl"] > 0
+
+
+@pytest.mark.skipif(not __import__("pathlib").Path("/work/shared/data/sts17-semeval").is_dir(),
+                    reason="shared evaluation data not on this machine")
+def test_periodic_evaluation_is_logged(tiny_gemma3_dir, tmp_path, monkeypatch):
+    from harrier.eval.tasks import SUITES
+
+    monkeypatch.setitem(SUITES, "tiny-test", (("STS17", ("en-en",), None),))
+    out = tmp_path / "ev"
+    train(_cfg(tiny_gemma3_dir, _data(tmp_path), out, steps=2, eval_every=5, eval_at_start=True,
+               eval_suite="tiny-test"))
+    rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    evals = [r for r in rows if "eval" in r]
+    assert [r["step"] for r in evals] == [0, 2]  # at start and at the last step
+    assert set(evals[0]["eval"]) == {"STS17", "mean"} and -100 <= evals[0]["eval"]["mean"] <= 100
+
+
+def test_precomputed_teacher_scores_drive_kl(tiny_gemma3_dir, tmp_path):
+    from harrier.train.data import parse_record
+    from harrier.train.loop import step_texts
+
+    path = tmp_path / "scored.jsonl"
+    rows = [{"query": TEXTS[i], "positive": TEXTS[i + 6], "negatives": [TEXTS[(i + 1) % 6], TEXTS[(i + 2) % 6]],
+             "teacher_scores": [0.9, 0.2, 0.1]} for i in range(6)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    recs = [parse_record(r) for r in rows[:2]]
+    st = step_texts(recs, np.random.default_rng(0), negatives=1)
+    assert st.group == [[0, 1], [2, 3]] and len(st.scores) == 2 and st.scores[0][0] == 0.9
+    raw = train_config.to_dict(_cfg(tiny_gemma3_dir, path, tmp_path / "kl", steps=2))
+    raw["loss"].update(contrastive_weight=0.0, kl_weight=1.0)
+    train(train_config.from_dict(raw))
+    row = json.loads((tmp_path / "kl" / "train_log.jsonl").read_text().splitlines()[0])
+    assert row["kl"] > 0 and "contrastive" not in row
+
+
+def test_freeze_embeddings(tiny_gemma3_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    raw = train_config.to_dict(_cfg(tiny_gemma3_dir, _data(tmp_path), tmp_path / "fz", steps=2))
+    raw["model"]["freeze_embeddings"] = True
+    out = train(train_config.from_dict(raw))
+    before, after = load_file(tiny_gemma3_dir / "model.safetensors"), load_file(out / "model.safetensors")
+    key = next(k for k in before if k.endswith("embed_tokens.weight"))
+    assert torch.equal(before[key], after[key.removeprefix("model.")] if key not in after else after[key])
+    layer = next(k for k in after if "q_proj" in k)
+    assert not torch.equal(before.get(layer, before.get("model." + layer)), after[layer])
