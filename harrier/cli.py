@@ -197,13 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_capabilities(sub) -> None:
-    """Subcommands of the eval and train packages."""
-    import importlib
-    import importlib.util
+    """Subcommands of the eval and train packages (their heavy imports happen when a command runs)."""
+    from harrier.eval import cli as eval_cli
+    from harrier.train import cli as train_cli
 
-    for module, hook in (("harrier.eval.cli", "add_parser"), ("harrier.train.cli", "add_parsers")):
-        if importlib.util.find_spec(module) is not None:  # TEMP while the packages land
-            getattr(importlib.import_module(module), hook)(sub)
+    eval_cli.add_parser(sub)
+    train_cli.add_parsers(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
