@@ -14,20 +14,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 import tiny  # noqa: E402
+from realweights import missing, models_dir  # noqa: E402
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-
-
-def missing(reason: str) -> None:
-    """Skip a real-weight test, or fail it where CI requires real weights (HARRIER_REQUIRE_REAL=1)."""
-    if os.environ.get("HARRIER_REQUIRE_REAL") == "1":
-        pytest.fail(reason)
-    pytest.skip(reason)
-
-
-def models_dir() -> Path:
-    """Where shared/models/fetch-*.sh cache real weights (same default as the scripts)."""
-    return Path(os.environ.get("HARRIER_MODELS", Path.home() / ".cache" / "harrier-models"))
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import missing
+from realweights import missing
 
 from harrier import Embedder
 
