@@ -81,12 +81,15 @@ def resolve_dtype(dtype: DType | torch.dtype, device: torch.device, hf_config: d
 def resolve_device(device: str | torch.device | None) -> torch.device:
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
+    kind = str(device).split(":", 1)[0]
+    if kind not in ("cpu", "cuda"):
+        raise ValueError(f"device {str(device)!r} is not supported; supported: cpu, cuda, cuda:N")
+    if kind == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' was asked for but CUDA is not available here; use --device cpu")
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"device {str(device)!r} is not supported; supported: cpu, cuda")
-    return dev
+    try:
+        return torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(f"device {str(device)!r} is not a valid device string ({err})") from err
 
 
 def build_model(ckpt: loading.Checkpoint) -> EmbeddingModel:

@@ -72,7 +72,7 @@ def read_checkpoint(path: Path) -> Checkpoint:
             raise ModelSourceError(f"{path} is a file but not .gguf; give a model directory or a .gguf file")
         return _read_gguf(path)
     modules = _read_modules(path)
-    root = path / modules.get("Transformer", "")
+    root = path / modules["Transformer"][0]
     hf_config = _read_json(root / "config.json")
     if hf_config is None:
         raise ModelSourceError(f"{root} has no config.json")
@@ -110,30 +110,29 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         raise ModelSourceError(f"{path} is not valid JSON ({err})") from err
 
 
-def _read_modules(path: Path) -> dict[str, str]:
-    """Module kind -> sub-path from modules.json; Dense may repeat, so its paths are joined by '|'."""
+def _read_modules(path: Path) -> dict[str, list[str]]:
+    """Module kind -> sub-paths in order from modules.json (only Dense may appear more than once)."""
     spec = _read_json(path / "modules.json")
     if spec is None:
-        return {"Transformer": ""}
-    out: dict[str, str] = {}
+        return {"Transformer": [""]}
+    out: dict[str, list[str]] = {}
     for entry in spec:
         kind = str(entry.get("type", "")).rsplit(".", 1)[-1]
         if kind not in SUPPORTED_MODULES:
             raise ValueError(f"module {entry.get('type')!r} in {path / 'modules.json'} is not supported; "
                              f"supported: {', '.join(SUPPORTED_MODULES)}")
-        sub = entry.get("path", "")
-        out[kind] = f"{out[kind]}|{sub}" if kind == "Dense" and kind in out else sub
+        out.setdefault(kind, []).append(entry.get("path", ""))
     if "Transformer" not in out:
         raise ValueError(f"{path / 'modules.json'} has no Transformer module")
     return out
 
 
-def _read_pooling(path: Path, modules: dict[str, str]) -> tuple[PoolingConfig, bool]:
+def _read_pooling(path: Path, modules: dict[str, list[str]]) -> tuple[PoolingConfig, bool]:
     if "Pooling" not in modules:
         warnings.warn(f"{path} declares no pooling; using last-token pooling + L2 normalisation (harrier style)",
                       stacklevel=3)
         return PoolingConfig(mode="lasttoken"), True
-    raw = _read_json(path / modules["Pooling"] / "config.json") or {}
+    raw = _read_json(path / modules["Pooling"][0] / "config.json") or {}
     mode = raw.get("pooling_mode")
     if mode is None:
         legacy = {"pooling_mode_cls_token": "cls", "pooling_mode_mean_tokens": "mean",
@@ -149,11 +148,9 @@ def _read_pooling(path: Path, modules: dict[str, str]) -> tuple[PoolingConfig, b
     return PoolingConfig(mode=mode, include_prompt=bool(raw.get("include_prompt", True))), "Normalize" in modules
 
 
-def _read_dense(path: Path, modules: dict[str, str]) -> tuple[list[DenseConfig], list[dict[str, torch.Tensor]]]:
-    if "Dense" not in modules:
-        return [], []
+def _read_dense(path: Path, modules: dict[str, list[str]]) -> tuple[list[DenseConfig], list[dict[str, torch.Tensor]]]:
     configs, states = [], []
-    for sub in modules["Dense"].split("|"):
+    for sub in modules.get("Dense", []):
         raw = _read_json(path / sub / "config.json")
         if raw is None:
             raise ModelSourceError(f"{path / sub} has no config.json")

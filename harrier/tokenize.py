@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 from tokenizers import Tokenizer
@@ -47,13 +46,6 @@ class TextTokenizer:
             if isinstance(value, int):
                 special.add(value)
         return TextTokenizer(tok, max_length=max_length, special_ids=frozenset(special))
-
-    @staticmethod
-    def from_dir(path: Path, *, max_length: int) -> TextTokenizer:
-        file = path / "tokenizer.json"
-        if not file.is_file():
-            raise ValueError(f"{path} has no tokenizer.json (harrier reads the fast-tokenizer file only)")
-        return TextTokenizer.from_json(file.read_text(encoding="utf-8"), max_length=max_length)
 
     def set_max_length(self, max_length: int) -> None:
         self.max_length = max_length

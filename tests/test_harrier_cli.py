@@ -63,6 +63,7 @@ def test_info_and_similarity(tiny_gemma3_dir, tmp_path, capsys):
     ("task", "unknown task 'Tatoba'; did you mean 'Tatoeba'"),
     ("nomodel", "does not exist"),
     ("fp16", "float16 overflows Gemma-3"),
+    ("device", "device 'tpu' is not supported"),
 ])
 def test_bad_input_is_one_line_and_exit_2(case, needle, tiny_gemma3_dir, tmp_path, capsys):
     good = tmp_path / "ok.txt"
@@ -72,7 +73,8 @@ def test_bad_input_is_one_line_and_exit_2(case, needle, tiny_gemma3_dir, tmp_pat
     args = {"missing": ["--input", tmp_path / "nope.txt"], "badjson": ["--input", bad], "notext": ["--input", bad],
             "badext": ["--input", tmp_path / "x.csv"], "badout": ["--input", good, "--output", tmp_path / "o.csv"],
             "prompt": ["--input", good, "--prompt-name", "web_serch_query"],
-            "task": ["--input", good, "--task", "Tatoba"], "fp16": ["--input", good, "--dtype", "float16"]}
+            "task": ["--input", good, "--task", "Tatoba"], "fp16": ["--input", good, "--dtype", "float16"],
+            "device": ["--input", good, "--device", "tpu"]}
     model = tmp_path / "nothing-here" if case == "nomodel" else tiny_gemma3_dir
     argv = ["encode", "--model", model, *args.get(case, ["--input", good])]
     if "--output" not in argv:
