@@ -70,7 +70,8 @@ def _clustering(enc: Encoder, task: TaskSpec, data: ClusteringData, policy: Prom
                 rng: random.Random | None) -> dict[str, object]:
     prompt = policy.prompt(task, None)
     if task.protocol.get("legacy"):
-        return metrics.clustering_legacy_scores(enc.encode(data.texts, prompt=prompt), data.labels)
+        return metrics.clustering_legacy_scores(enc.encode(data.texts, prompt=prompt), data.labels,
+                                                n_sets=int(task.protocol.get("sets", 1)))  # type: ignore[call-overload]
     assert rng is not None
     picked = metrics.clustering_sample(rng, len(data.texts), task.protocol.get("max_documents"))  # type: ignore[arg-type]
     emb = enc.encode([data.texts[i] for i in picked], prompt=prompt)

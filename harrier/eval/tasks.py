@@ -117,7 +117,7 @@ def builtin_tasks(root: Path) -> dict[str, TaskSpec]:
                  revision="fad2c6e8459f9e1c45d9315f4953d921437d70f8", folder="massive-partial"),
         TaskSpec("MasakhaNEWSClusteringS2S", "Clustering", ("test",), MASAKHA, loaders.masakhanews_clustering,
                  {k: (k,) for k in MASAKHA}, revision="5dddcb139010208a28c3dcc2568560061c210097",
-                 protocol={"legacy": True}, folder="masakhanews"),
+                 protocol={"legacy": True, "sets": 5}, folder="masakhanews"),
         TaskSpec("XQuADRetrieval", "Retrieval", ("validation",), tuple(XQUAD), loaders.xquad,
                  {k: (v,) for k, v in XQUAD.items()}, revision="194842d6a49baddf6cd3f4d5130ab3c7756268d2",
                  folder="xquad"),

@@ -76,6 +76,22 @@ def test_clustering_tasks_match_mteb_texts(data_root):
     assert len(tasks["SIB200ClusteringS2S"].subsets) == 197
 
 
+# MasakhaNEWS sets whose mteb v_measure is exactly 1.0 in published results (results repo: google/embeddinggemma-300m,
+# mteb 1.34.7; microsoft/harrier-oss-v1-270m, mteb 2.3.0): single-topic sets of np.array_split(rows, 5)
+MASAKHA_SINGLE_TOPIC_SETS = {"amh": [0, 4], "eng": [], "fra": [0], "lin": [2, 3], "tir": [1, 3], "xho": [4]}
+
+
+@pytest.mark.parametrize("lang", sorted(MASAKHA_SINGLE_TOPIC_SETS))
+def test_masakhanews_row_order_gives_mteb_cluster_sets(data_root, lang):
+    import numpy as np
+
+    d = builtin_tasks(data_root)["MasakhaNEWSClusteringS2S"].load(data_root, lang, "test")
+    sets = np.array_split(np.asarray(d.labels), 5)
+    assert [i for i, s in enumerate(sets) if len(set(s.tolist())) == 1] == MASAKHA_SINGLE_TOPIC_SETS[lang]
+    if lang == "fra":
+        assert (len(d.texts), _chars(d.texts), len(set(d.labels))) == (422, 31790, 5)
+
+
 def test_retrieval_tasks(data_root):
     tasks = builtin_tasks(data_root)
     sf = tasks["SciFact"].load(data_root, "default", "test")

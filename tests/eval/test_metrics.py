@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 
@@ -80,6 +81,22 @@ def test_clustering_separable_is_perfect():
     assert metrics.clustering_legacy_scores(x, y)["v_measure"] == pytest.approx(1.0)
     s = metrics.clustering_scores(x, y, random.Random(42), n_clusters=2, cluster_size=300)
     assert s["v_measure"] == pytest.approx(1.0)
+
+
+def test_clustering_legacy_scores_each_consecutive_set():
+    # MasakhaNEWS fra as mteb stores it: labels sorted by topic, np.array_split into 5 rows; the first row holds
+    # only one topic (mteb scores it 1.0 without clustering), the others mix two topics each
+    y = [0] * 100 + [1] * 100 + [2] * 100 + [3] * 100 + [4] * 22
+    rng = np.random.default_rng(0)
+    x = (np.eye(5, 8, dtype=np.float32)[y] + rng.normal(scale=0.8, size=(len(y), 8))).astype(np.float32)
+    s = metrics.clustering_legacy_scores(x, y, n_sets=5)
+    assert len(s["v_measures"]) == 5 and s["v_measures"][0] == 1.0
+    bounds = [0, 85, 170, 254, 338, 422]  # np.array_split(422 rows, 5)
+    by_set = [metrics.clustering_legacy_scores(x[a:b], y[a:b])["v_measure"] for a, b in itertools.pairwise(bounds)]
+    assert s["v_measures"] == pytest.approx(by_set, abs=1e-12)
+    assert s["main_score"] == pytest.approx(np.mean(by_set), abs=1e-12)
+    assert s["v_measure_std"] == pytest.approx(np.std(by_set), abs=1e-12)
+    assert s["main_score"] != pytest.approx(metrics.clustering_legacy_scores(x, y)["main_score"], abs=1e-3)
 
 
 def test_skip_clustering_draws_matches_real_draws():
