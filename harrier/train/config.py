@@ -35,6 +35,7 @@ class TeacherConfig:
     document_prompt: str = ""
     max_length: int = 512
     budget_tokens: int = 16_384
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -229,7 +229,7 @@ def build_models(cfg: TrainConfig, info: DistInfo) -> tuple[Embedder, Teacher | 
         if cfg.loss.align_weight == 0 and cfg.loss.kl_weight == 0:
             log.warning("a teacher is configured but loss.kl_weight and loss.align_weight are 0: it is not loaded")
         else:
-            teacher = Teacher(cfg.teacher, info.device)
+            teacher = Teacher(cfg.teacher, info.device, dtype=cfg.teacher.dtype)
     projection = None
     if cfg.loss.align_weight > 0 and teacher is not None:
         projection = make_projection(student.dim, teacher.dim).to(info.device)
@@ -305,8 +305,10 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path | None:
                            cfg.data.negatives_per_query)
         q_ids = student.tokenize(texts.queries)
         d_ids = student.tokenize(texts.docs) if texts.docs else []
+        t_teacher = time.perf_counter()
         t_q = teacher.embed(texts.raw_queries, query=True) if teacher else None
         t_d = teacher.embed(texts.docs, query=False) if teacher and texts.docs else None
+        t_teacher = time.perf_counter() - t_teacher
         dev = info.device
 
         loss_fn = make_loss_fn(texts, t_q, t_d, dev, cfg, projection)
@@ -323,6 +325,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path | None:
             row = {"step": step + 1, "loss": loss, **parts, "lr": lr,
                    "grad_norm": grad_norm, "dataset": batch.dataset, "tokens": tokens,
                    "tokens_per_s": round(tokens / elapsed, 1), "step_s": round(elapsed, 3),
+                   "teacher_s": round(t_teacher, 3),
                    "mem_gb": round(memory_gb(dev), 3)}
             log_file.write(json.dumps(row) + "\n")
             log_file.flush()
