@@ -6,6 +6,11 @@
 The default selection (suite ``reproduce``): STSBenchmark, STS17 (the 6 local subsets), STSBenchmarkMultilingualSTS
 (nl, de, fr), Tatoeba (deu, fra, spa, cmn, jpn), SIB200Classification (nld_Latn, jpn_Jpan, deu_Latn),
 MassiveIntentClassification (de, sw, en), PawsXPairClassification (de). Subsets without a published score show "-".
+
+EmbeddingGemma's published scores were made with its BitextMining and PairClassification prompts swapped relative
+to its checkpoint (see docs/evaluation.md); reproduce them with
+``--prompt-alias BitextMining=STS --prompt-alias PairClassification=query`` (use the model's STS prompt for
+BitextMining and its query prompt for PairClassification).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import logging
 import time
 from pathlib import Path
 
-from harrier.eval.encoders import load_encoder
+from harrier.eval.encoders import NamedPrompts, choose_policy, load_encoder
 from harrier.eval.results import compare, format_comparison, read_published
 from harrier.eval.run import evaluate, resolve_data_root
 from harrier.eval.tasks import select_suite, select_tasks
@@ -33,6 +38,8 @@ def main() -> int:
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     p.add_argument("--backend", default="auto", choices=["auto", "harrier", "sentence-transformers"])
     p.add_argument("--prompts", default="auto", choices=["auto", "instructions", "model", "none"])
+    p.add_argument("--prompt-alias", action="append", default=[], metavar="KEY=OTHER",
+                   help="with the model's prompts: use its OTHER prompt for KEY (repeatable)")
     p.add_argument("--output", help="folder for the mteb-layout result files")
     p.add_argument("--cache-dir", help="embedding cache folder")
     p.add_argument("--progress", action="store_true")
@@ -47,10 +54,21 @@ def main() -> int:
     start = time.monotonic()
     encoder = load_encoder(args.model, backend=args.backend, dtype=args.dtype, progress=args.progress)
     load_s = time.monotonic() - start
+    prompts = args.prompts
+    if args.prompt_alias:
+        policy = choose_policy(encoder, "model")
+        assert isinstance(policy, NamedPrompts)
+        table = dict(policy.prompts)
+        for alias in args.prompt_alias:
+            key, sep, other = alias.partition("=")
+            if not sep or other not in table:
+                p.error(f"--prompt-alias {alias!r}: expected KEY=OTHER with OTHER one of {', '.join(sorted(table))}")
+            table[key] = table[other]
+        prompts = NamedPrompts(table)
     results = []
     for sel in selections:
         t0 = time.monotonic()
-        results += evaluate(encoder, [sel], data_root=root, prompts=args.prompts, output_dir=args.output,
+        results += evaluate(encoder, [sel], data_root=root, prompts=prompts, output_dir=args.output,
                             cache_dir=args.cache_dir, progress=args.progress)
         print(f"# {sel.task.name}: {time.monotonic() - t0:.0f} s", flush=True)
     total_s = time.monotonic() - start

@@ -134,6 +134,20 @@ def choose_policy(encoder: Encoder, mode: str = "auto", *, instruction_model: bo
     return NoPrompts()
 
 
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm in float32 (in place)."""
+    if len(x):
+        x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return x
+
+
+def needs_renormalizing(normalizes: bool, dtype: object) -> bool:
+    """A normalising model run in 16-bit floats returns vectors normalised *before* the final rounding (norms
+    1 +- 0.4% in bf16), so dot-product and Euclidean metrics drift from cosine. The encoders renormalise those in
+    float32, as a float32 run would give (cosine metrics are unaffected)."""
+    return normalizes and str(dtype) in ("torch.bfloat16", "torch.float16")
+
+
 class HarrierEncoder:
     """harrier's ``Embedder`` behind the ``Encoder`` protocol."""
 
@@ -145,6 +159,10 @@ class HarrierEncoder:
         self.prompts = dict(getattr(embedder, "prompts", {}) or {})
         self.batch_tokens = batch_tokens
         self.progress = progress
+        head = getattr(getattr(embedder, "model", None), "head", None)
+        self.renormalize = needs_renormalizing(bool(getattr(head, "normalize", False)),
+                                               getattr(embedder, "dtype", None))
+        self.cache_key = name + ("+unit" if self.renormalize else "")
 
     @classmethod
     def load(cls, path: str, *, device: str | None = None, dtype: str = "float32", max_length: int | None = None,
@@ -157,7 +175,8 @@ class HarrierEncoder:
     def encode(self, texts: Sequence[str], *, prompt: str | None = None) -> np.ndarray:
         out = self.embedder.encode(list(texts), prompt=prompt or None, batch_tokens=self.batch_tokens,  # type: ignore[attr-defined]
                                    progress=self.progress or None)
-        return np.asarray(out, dtype=np.float32)
+        out = np.asarray(out, dtype=np.float32)
+        return unit_rows(out) if self.renormalize else out
 
 
 class SentenceTransformerEncoder:
@@ -171,6 +190,11 @@ class SentenceTransformerEncoder:
         self.prompts = {k: v for k, v in (getattr(model, "prompts", {}) or {}).items() if v is not None}
         self.batch_size = batch_size
         self.progress = progress
+        modules = list(model) if hasattr(model, "__iter__") else []  # type: ignore[call-overload]
+        params = next(iter(model.parameters()), None) if hasattr(model, "parameters") else None  # type: ignore[attr-defined]
+        self.renormalize = needs_renormalizing(any(type(m).__name__ == "Normalize" for m in modules),
+                                               getattr(params, "dtype", None))
+        self.cache_key = name + ("+unit" if self.renormalize else "")
 
     @classmethod
     def load(cls, path: str, *, device: str | None = None, dtype: str = "float32", batch_size: int = 32,
@@ -189,7 +213,8 @@ class SentenceTransformerEncoder:
     def encode(self, texts: Sequence[str], *, prompt: str | None = None) -> np.ndarray:
         out = self.model.encode(list(texts), prompt=prompt or None, batch_size=self.batch_size,  # type: ignore[attr-defined]
                                 convert_to_numpy=True, show_progress_bar=self.progress)
-        return np.asarray(out, dtype=np.float32)
+        out = np.asarray(out, dtype=np.float32)
+        return unit_rows(out) if self.renormalize else out
 
 
 def load_encoder(path: str, *, backend: str = "auto", device: str | None = None, dtype: str = "float32",

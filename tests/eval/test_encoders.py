@@ -65,6 +65,25 @@ def test_sentence_transformers_backend_agrees_with_harrier(tiny_gemma3_dir):
     assert np.allclose(ours, theirs, atol=1e-4)
 
 
+@pytest.mark.parametrize("backend", ["harrier", "sentence-transformers"])
+def test_bf16_embeddings_are_renormalised_in_float32(tiny_gemma3_dir, backend):
+    # bf16 rounding after the model's Normalize leaves norms 1 +- 0.4%; dot-product metrics (PAWS-X max AP) would
+    # drift from cosine. The eval encoders renormalise in fp32 and key their cache apart from raw bf16 vectors.
+    if backend == "sentence-transformers":
+        pytest.importorskip("sentence_transformers")
+    texts = TEXTS * 20 + [f"sentence number {i} about something else" for i in range(60)]
+    bf16 = load_encoder(str(tiny_gemma3_dir), backend=backend, dtype="bfloat16")
+    fp32 = load_encoder(str(tiny_gemma3_dir), backend=backend, dtype="float32")
+    assert bf16.renormalize and not fp32.renormalize
+    assert bf16.cache_key.endswith("+unit") and fp32.cache_key == fp32.name
+    e = bf16.encode(texts, prompt="Instruct: x\nQuery:")
+    assert np.abs(np.linalg.norm(e, axis=1) - 1).max() < 1e-6
+    bf16.renormalize = False
+    raw = bf16.encode(texts, prompt="Instruct: x\nQuery:")
+    assert np.abs(np.linalg.norm(raw, axis=1) - 1).max() > 1e-4  # what the renormalisation fixes
+    assert np.allclose(e, raw / np.linalg.norm(raw, axis=1, keepdims=True), atol=1e-7)
+
+
 @pytest.mark.real
 @pytest.mark.slow
 def test_embeddinggemma_prompts_and_backends(embeddinggemma_dir):
