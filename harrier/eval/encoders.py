@@ -14,6 +14,7 @@ Prompt policies reproduce how mteb prompts each kind of model:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -134,6 +135,20 @@ def choose_policy(encoder: Encoder, mode: str = "auto", *, instruction_model: bo
     return NoPrompts()
 
 
+def weights_fingerprint(path: str | Path) -> str:
+    """A short digest of a model's location and its files' sizes and modification times, so an embedding cache
+    never serves vectors of another model that merely shares a directory name (``runs/a/model``, ``runs/b/model``)
+    or of a re-trained model written over the same directory."""
+    root = Path(path).resolve()
+    files = [root] if root.is_file() else sorted(
+        f for f in root.rglob("*") if f.is_file() and f.suffix in (".safetensors", ".bin", ".gguf", ".json"))
+    h = hashlib.sha256(str(root).encode())
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.relative_to(root) if f != root else f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
+
+
 def unit_rows(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit L2 norm in float32 (in place)."""
     if len(x):
@@ -170,7 +185,9 @@ class HarrierEncoder:
         from harrier import Embedder
 
         emb = Embedder.from_pretrained(path, device=device, dtype=dtype, max_length=max_length)
-        return cls(emb, f"{Path(path).name}[harrier,{dtype}]", batch_tokens=batch_tokens, progress=progress)
+        enc = cls(emb, f"{Path(path).name}[harrier,{dtype}]", batch_tokens=batch_tokens, progress=progress)
+        enc.cache_key += "@" + weights_fingerprint(path)
+        return enc
 
     def encode(self, texts: Sequence[str], *, prompt: str | None = None) -> np.ndarray:
         out = self.embedder.encode(list(texts), prompt=prompt or None, batch_tokens=self.batch_tokens,  # type: ignore[attr-defined]
@@ -207,8 +224,10 @@ class SentenceTransformerEncoder:
             raise ValueError(f"unknown dtype {dtype!r}; expected float32 or bfloat16")
         model = SentenceTransformer(path, device=device or "cpu", model_kwargs={"torch_dtype": torch_dtype},
                                     local_files_only=True)
-        return cls(model, f"{Path(path).name}[sentence-transformers,{dtype}]", batch_size=batch_size,
-                   progress=progress)
+        enc = cls(model, f"{Path(path).name}[sentence-transformers,{dtype}]", batch_size=batch_size,
+                  progress=progress)
+        enc.cache_key += "@" + weights_fingerprint(path)
+        return enc
 
     def encode(self, texts: Sequence[str], *, prompt: str | None = None) -> np.ndarray:
         out = self.model.encode(list(texts), prompt=prompt or None, batch_size=self.batch_size,  # type: ignore[attr-defined]

@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 
+from harrier.eval.cache import CachedEncoder
 from harrier.eval.encoders import (
     HarrierEncoder,
     InstructionPrompts,
@@ -75,13 +76,28 @@ def test_bf16_embeddings_are_renormalised_in_float32(tiny_gemma3_dir, backend):
     bf16 = load_encoder(str(tiny_gemma3_dir), backend=backend, dtype="bfloat16")
     fp32 = load_encoder(str(tiny_gemma3_dir), backend=backend, dtype="float32")
     assert bf16.renormalize and not fp32.renormalize
-    assert bf16.cache_key.endswith("+unit") and fp32.cache_key == fp32.name
+    assert "+unit@" in bf16.cache_key and "+unit" not in fp32.cache_key
     e = bf16.encode(texts, prompt="Instruct: x\nQuery:")
     assert np.abs(np.linalg.norm(e, axis=1) - 1).max() < 1e-6
     bf16.renormalize = False
     raw = bf16.encode(texts, prompt="Instruct: x\nQuery:")
     assert np.abs(np.linalg.norm(raw, axis=1) - 1).max() > 1e-4  # what the renormalisation fixes
     assert np.allclose(e, raw / np.linalg.norm(raw, axis=1, keepdims=True), atol=1e-7)
+
+
+def test_cache_never_mixes_models_that_share_a_directory_name(tmp_path):
+    # two training runs export to runs/a/model and runs/b/model; one cache dir serves both evaluations
+    from tiny import build_gemma3  # tests/ is on sys.path (tests/conftest.py)
+
+    a = build_gemma3(tmp_path / "a" / "model", seed=1)
+    b = build_gemma3(tmp_path / "b" / "model", seed=2)
+    cache = tmp_path / "cache"
+    ea = CachedEncoder(load_encoder(str(a), backend="harrier"), cache)
+    eb = CachedEncoder(load_encoder(str(b), backend="harrier"), cache)
+    assert ea.name == eb.name and ea.path != eb.path
+    va, vb = ea.encode(TEXTS), eb.encode(TEXTS)
+    assert eb.misses == len(TEXTS) and not np.allclose(va, vb)
+    assert np.array_equal(CachedEncoder(load_encoder(str(a), backend="harrier"), cache).encode(TEXTS), va)
 
 
 @pytest.mark.real
