@@ -21,7 +21,8 @@ class ModelConfig:
 
     init: str
     kind: Literal["auto", "embedder", "decoder-lm"] = "auto"
-    max_length: int = 512
+    max_length: int = 512  # training texts are truncated here
+    export_max_length: int | None = None  # the export's max_seq_length (default: the init model's own limit)
     activation_checkpointing: bool = False
     freeze_embeddings: bool = False  # keep the token-embedding table fixed (saves its gradient and Adam state)
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -15,6 +17,23 @@ from harrier.train.distributed import DistInfo, barrier, is_distributed
 
 log = logging.getLogger(__name__)
 CONFIG_FILE = "harrier_training.json"
+
+
+def declared_max_length(student: Embedder, cfg: TrainConfig) -> int:
+    """The student's inference limit: ``model.export_max_length``, else the init model's own limit (a decoder
+    LM's context, an embedder's max_seq_length), not ``model.max_length`` (where training texts are cut)."""
+    return cfg.model.export_max_length or student.checkpoint.max_length
+
+
+@contextlib.contextmanager
+def inference_length(student: Embedder, cfg: TrainConfig) -> Iterator[None]:
+    """Tokenize at the declared limit inside the block (export, periodic evaluation), then restore."""
+    train_limit = student.tokenizer.max_length
+    student.tokenizer.set_max_length(declared_max_length(student, cfg))
+    try:
+        yield
+    finally:
+        student.tokenizer.set_max_length(train_limit)
 
 
 def export(student: Embedder, model: nn.Module, path: Path, cfg: TrainConfig, info: DistInfo) -> Path:
@@ -32,7 +51,8 @@ def export(student: Embedder, model: nn.Module, path: Path, cfg: TrainConfig, in
             embedder = Embedder(plain, student.tokenizer, student.prompt_config, checkpoint=student.checkpoint,
                                 device=torch.device("cpu"), dtype=torch.float32)
         embedder.model.eval()
-        save_pretrained(embedder, path, extra_files={CONFIG_FILE: to_dict(cfg)})
-        log.info("exported %s", path)
+        with inference_length(embedder, cfg):
+            save_pretrained(embedder, path, extra_files={CONFIG_FILE: to_dict(cfg)})
+        log.info("exported %s (max_seq_length %d)", path, declared_max_length(student, cfg))
     barrier()
     return path

@@ -244,8 +244,10 @@ def run_eval(student: Embedder, cfg: TrainConfig, step: int, log_file: TextIO | 
         return
     if log_file is not None:
         from harrier.train.evaluate import suite_scores
+        from harrier.train.export import inference_length
 
-        scores = suite_scores(student, cfg.run.eval_suite, data_root=cfg.run.eval_data)
+        with inference_length(student, cfg):
+            scores = suite_scores(student, cfg.run.eval_suite, data_root=cfg.run.eval_data)
         log_file.write(json.dumps({"step": step, "eval": scores}) + "\n")
         log_file.flush()
 

@@ -73,8 +73,12 @@ def _eos_id(hf_config: dict) -> int:
 
 
 def embedder_from_decoder_lm(path: str | Path, *, device: str | torch.device | None = None,
-                             max_length: int = 512, full_attention: bool = True) -> Embedder:
-    """A harrier-style causal last-token embedder from a decoder LM (fp32 weights, for training)."""
+                             max_length: int | None = None, full_attention: bool = True) -> Embedder:
+    """A harrier-style causal last-token embedder from a decoder LM (fp32 weights, for training).
+
+    The checkpoint's limit (what an export declares) is the LM's context, capped at 32k tokens as harrier's;
+    ``max_length`` (default: that limit) is where this embedder's tokenizer truncates, e.g. during training.
+    """
     with warnings.catch_warnings():  # "declares no pooling": expected for an LM, we set the pooling below
         warnings.filterwarnings("ignore", message=".*declares no pooling.*")
         ckpt = loading.read_checkpoint(loading.resolve(path))
@@ -84,13 +88,15 @@ def embedder_from_decoder_lm(path: str | Path, *, device: str | torch.device | N
         hf["layer_types"] = ["full_attention"] * int(hf["num_hidden_layers"])
         hf.pop("sliding_window_pattern", None)
     eos = _eos_id(hf)
+    context = min(int(hf.get("max_position_embeddings", 32_768)), 32_768)
+    max_length = max_length or context
     ckpt = dataclasses.replace(
         ckpt, hf_config=hf, decoder=decoder_config(hf), pooling=PoolingConfig(mode="lasttoken"), dense=[],
         dense_state=[], normalize=True, tokenizer_json=append_eos(ckpt.tokenizer_json, eos),
-        prompts=PromptConfig(prompts=dict(HARRIER_PROMPTS)), max_length=max_length,
+        prompts=PromptConfig(prompts=dict(HARRIER_PROMPTS)), max_length=context,
     )
     ckpt.tokenizer_files = {**ckpt.tokenizer_files, "tokenizer_config.json": json.dumps(
-        {**json.loads(ckpt.tokenizer_files.get("tokenizer_config.json", "{}")), "model_max_length": max_length})}
+        {**json.loads(ckpt.tokenizer_files.get("tokenizer_config.json", "{}")), "model_max_length": context})}
     dev = resolve_device(device)
     model = build_model(ckpt).to(device=dev, dtype=torch.float32)
     special = {k: hf.get(k) for k in ("bos_token_id", "eos_token_id", "pad_token_id")}
@@ -102,8 +108,12 @@ def embedder_from_decoder_lm(path: str | Path, *, device: str | torch.device | N
 
 
 def load_student(path: str | Path, *, kind: str = "auto", device: str | torch.device | None = None,
-                 max_length: int = 512) -> Embedder:
-    """The student as an fp32 :class:`Embedder` whose ``model`` trains (mixed precision comes from autocast)."""
+                 max_length: int | None = None) -> Embedder:
+    """The student as an fp32 :class:`Embedder` whose ``model`` trains (mixed precision comes from autocast).
+
+    ``max_length``: where texts are truncated (default: the model's own limit); ``student.checkpoint.max_length``
+    keeps the model's own limit, which the export declares.
+    """
     kind = detect_kind(path) if kind == "auto" else kind
     if kind == "decoder-lm":
         return embedder_from_decoder_lm(path, device=device, max_length=max_length)

@@ -72,7 +72,11 @@ def test_distill_cli_text_only(tiny_embeddinggemma_dir, decoder_lm_dir, tmp_path
     assert len(rows) == 3 and {"kl", "align"} <= set(rows[0]) and "contrastive" not in rows[0]
     cfg = json.loads((out / "harrier_training.json").read_text())
     assert cfg["teacher"]["query_prompt"] == "task: search result | query: "
-    assert Embedder.from_pretrained(out, device="cpu").encode(["x"]).shape == (1, 64)
+    exported = Embedder.from_pretrained(out, device="cpu")
+    assert exported.encode(["x"]).shape == (1, 64)
+    # trained on texts cut at 64 tokens; the export keeps the LM's own context as its limit
+    context = json.loads((decoder_lm_dir / "config.json").read_text())["max_position_embeddings"]
+    assert exported.max_length == min(context, 32_768) != 64
 
 
 def test_mine_hard_negatives_margin_and_range():

@@ -57,6 +57,9 @@ def test_resume_reproduces_losses_and_export_loads_in_sentence_transformers(tiny
     row = json.loads((full_out / "train_log.jsonl").read_text().splitlines()[0])
     assert {"loss", "contrastive", "lr", "tokens_per_s", "mem_gb", "dataset"} <= set(row)
     assert json.loads((exported / CONFIG_FILE).read_text())["run"]["steps"] == 6
+    # texts were cut at model.max_length=64 in training; the export declares the init model's own limit
+    own = Embedder.from_pretrained(tiny_gemma3_dir, device="cpu").max_length
+    assert json.loads((exported / "sentence_bert_config.json").read_text())["max_seq_length"] == own != 64
 
     from sentence_transformers import SentenceTransformer
 
