@@ -46,8 +46,14 @@ def _check_allowed(path: Path) -> None:
         raise ValueError(f"{path} is evaluation data ({bad[0]}); harrier never trains on it")
 
 
-def wmt_newstest(root: str | Path, *, max_per_pair: int | None = None) -> list[MemoryDataset]:
-    """``<xxx>-eng/newstest201{6,7,8}.{xxx,eng}`` line-aligned pairs; query = non-English side."""
+def wmt_newstest(root: str | Path, *, max_per_pair: int | None = None, paragraph: int = 1) -> list[MemoryDataset]:
+    """``<xxx>-eng/newstest201{6,7,8}.{xxx,eng}`` line-aligned pairs; query = non-English side.
+
+    ``paragraph: N`` (> 1) joins N consecutive lines of each file (newstest files are whole news articles in
+    order) into one text per side: paragraph-length bitext, so students also learn to embed longer inputs.
+    """
+    if paragraph < 1:
+        raise ValueError(f"wmt-newstest: paragraph must be >= 1, got {paragraph}")
     root = Path(root)
     out = []
     for pair_dir in sorted(p for p in root.iterdir() if p.is_dir() and p.name.endswith("-eng")):
@@ -60,9 +66,13 @@ def wmt_newstest(root: str | Path, *, max_per_pair: int | None = None) -> list[M
             b = tgt.read_text(encoding="utf-8").splitlines()
             if len(a) != len(b):
                 raise ValueError(f"{src} and {tgt} are not line-aligned ({len(a)} vs {len(b)} lines)")
-            pairs = zip(a, b, strict=True)
-            records += [Record(x.strip(), (y.strip(),), prefix=BITEXT) for x, y in pairs if x.strip() and y.strip()]
-        out.append(MemoryDataset(f"wmt-{lang}-eng", records[:max_per_pair]))
+            pairs = [(x.strip(), y.strip()) for x, y in zip(a, b, strict=True) if x.strip() and y.strip()]
+            if paragraph > 1:
+                chunks = [pairs[i:i + paragraph] for i in range(0, len(pairs) - paragraph + 1, paragraph)]
+                pairs = [(" ".join(x for x, _ in c), " ".join(y for _, y in c)) for c in chunks]
+            records += [Record(x, (y,), prefix=BITEXT) for x, y in pairs]
+        suffix = f"-p{paragraph}" if paragraph > 1 else ""
+        out.append(MemoryDataset(f"wmt-{lang}-eng{suffix}", records[:max_per_pair]))
     if not out:
         raise ValueError(f"{root} has no <xxx>-eng directories")
     return out

@@ -21,6 +21,11 @@ def test_wmt_and_stsb_from_small_fixtures(tmp_path):
     (ds,) = wmt_newstest(tmp_path / "wmt")
     assert ds.name == "wmt-deu-eng" and ds.records[0].query == "Hallo Welt"
     assert ds.records[0].positives == ("Hello world",) and ds.records[0].prefix == BITEXT
+    (para,) = wmt_newstest(tmp_path / "wmt", paragraph=2)
+    assert para.name == "wmt-deu-eng-p2" and len(para.records) == 1
+    assert para.records[0].query == "Hallo Welt Guten Tag" and para.records[0].positives == ("Hello world Good day",)
+    with pytest.raises(ValueError, match="paragraph must be >= 1"):
+        wmt_newstest(tmp_path / "wmt", paragraph=0)
     s = tmp_path / "stsb"
     s.mkdir()
     (s / "stsb-fr-train.csv").write_text('a,b,4.5\n"c, d",e,1.0\n', encoding="utf-8")
