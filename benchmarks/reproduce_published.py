@@ -20,7 +20,7 @@ import logging
 import time
 from pathlib import Path
 
-from harrier.eval.encoders import NamedPrompts, choose_policy, load_encoder
+from harrier.eval.encoders import alias_prompts, load_encoder
 from harrier.eval.results import compare, format_comparison, read_published
 from harrier.eval.run import evaluate, resolve_data_root
 from harrier.eval.tasks import select_suite, select_tasks
@@ -54,17 +54,10 @@ def main() -> int:
     start = time.monotonic()
     encoder = load_encoder(args.model, backend=args.backend, dtype=args.dtype, progress=args.progress)
     load_s = time.monotonic() - start
-    prompts = args.prompts
-    if args.prompt_alias:
-        policy = choose_policy(encoder, "model")
-        assert isinstance(policy, NamedPrompts)
-        table = dict(policy.prompts)
-        for alias in args.prompt_alias:
-            key, sep, other = alias.partition("=")
-            if not sep or other not in table:
-                p.error(f"--prompt-alias {alias!r}: expected KEY=OTHER with OTHER one of {', '.join(sorted(table))}")
-            table[key] = table[other]
-        prompts = NamedPrompts(table)
+    try:
+        prompts = alias_prompts(encoder, args.prompt_alias) if args.prompt_alias else args.prompts
+    except ValueError as err:
+        p.error(str(err))
     results = []
     for sel in selections:
         t0 = time.monotonic()

@@ -37,6 +37,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     p.add_argument("--data-root", help="folder with the raw datasets (default: ../shared/data when it exists)")
     p.add_argument("--prompts", default="auto", choices=["auto", "instructions", "model", "none"],
                    help="prompt policy: instructions (harrier/mteb template), model (config prompts), none")
+    p.add_argument("--prompt-alias", action="append", default=[], metavar="KEY=OTHER",
+                   help="with the model's prompts, use its OTHER prompt for KEY (repeatable), e.g. BitextMining=STS")
     p.add_argument("--backend", default="auto", choices=["auto", "harrier", "sentence-transformers"],
                    help="runtime that loads --model (auto: harrier when it can)")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="compute dtype")
@@ -103,13 +105,14 @@ def run(args: argparse.Namespace) -> int:
     if not args.model:
         raise ValueError("--model is required (a model directory)")
     selections = selections_from_args(args)
-    from harrier.eval.encoders import load_encoder
+    from harrier.eval.encoders import alias_prompts, load_encoder
     from harrier.eval.results import format_results
     from harrier.eval.run import evaluate
 
     encoder = load_encoder(args.model, backend=args.backend, device=args.device, dtype=args.dtype,
                            batch_tokens=args.batch_tokens, progress=not args.no_progress)
-    results = evaluate(encoder, selections, data_root=args.data_root, prompts=args.prompts, output_dir=args.output,
+    prompts = alias_prompts(encoder, args.prompt_alias) if args.prompt_alias else args.prompts
+    results = evaluate(encoder, selections, data_root=args.data_root, prompts=prompts, output_dir=args.output,
                        cache_dir=args.cache_dir, progress=not args.no_progress)
     print(format_results(results))
     if args.output:

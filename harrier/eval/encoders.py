@@ -163,6 +163,22 @@ def needs_renormalizing(normalizes: bool, dtype: object) -> bool:
     return normalizes and str(dtype) in ("torch.bfloat16", "torch.float16")
 
 
+def alias_prompts(encoder: Encoder, aliases: Sequence[str]) -> NamedPrompts:
+    """The model's own prompts with ``KEY=OTHER`` remappings: KEY (a task type, task name, ``query``/``document``)
+    gets the model's OTHER prompt. EmbeddingGemma's published scores need ``BitextMining=STS`` and
+    ``PairClassification=query`` (docs/evaluation.md)."""
+    policy = choose_policy(encoder, "model")
+    assert isinstance(policy, NamedPrompts)
+    table = dict(policy.prompts)
+    for alias in aliases:
+        key, sep, other = alias.partition("=")
+        if not sep or not key or other not in policy.prompts:
+            raise ValueError(f"prompt alias {alias!r}: expected KEY=OTHER with OTHER one of the model's prompts "
+                             f"({', '.join(sorted(policy.prompts))})")
+        table[key] = policy.prompts[other]
+    return NamedPrompts(table)
+
+
 class HarrierEncoder:
     """harrier's ``Embedder`` behind the ``Encoder`` protocol."""
 

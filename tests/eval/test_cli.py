@@ -75,3 +75,22 @@ def test_run_task_file_and_compare(tmp_path, monkeypatch, capsys, bow):
     assert "published" in capsys.readouterr().out
     with pytest.raises(ValueError, match="unknown published model"):
         cli.run(_parse(["eval", "compare", str(tmp_path / "out"), "--published", "x/y", "--published-file", str(pub)]))
+
+
+def test_prompt_alias_remaps_the_models_prompts(tmp_path, tiny_embeddinggemma_dir, capsys):
+    # EmbeddingGemma's published Tatoeba/PAWS-X scores use other prompts than its checkpoint maps to those types
+    rows = [{"sentence1": f"a cat {i}", "sentence2": f"a cat {i}" + " dog" * (i % 3), "score": 3 - i % 3}
+            for i in range(6)]
+    task = tmp_path / "t.jsonl"
+    task.write_text("\n".join(json.dumps(r) for r in rows))
+    base = ["eval", "--model", str(tiny_embeddinggemma_dir), "--task-file", str(task), "--task-type", "STS",
+            "--no-progress"]
+    out = tmp_path / "out"
+    assert cli.run(_parse([*base, "--prompt-alias", "STS=query", "--output", str(out)])) == 0
+    [result] = [json.loads(p.read_text()) for p in out.rglob("*.json")]
+    prompts = json.loads((tiny_embeddinggemma_dir / "config_sentence_transformers.json").read_text())["prompts"]
+    assert prompts["STS"] != prompts["query"]
+    assert json.dumps(prompts["query"]) in json.dumps(result)  # the query prompt embedded both sides
+    assert json.dumps(prompts["STS"]) not in json.dumps(result)
+    with pytest.raises(ValueError, match="prompt alias 'STS=nope': expected KEY=OTHER"):
+        cli.run(_parse([*base, "--prompt-alias", "STS=nope"]))
