@@ -21,18 +21,15 @@ import argparse
 import time
 from pathlib import Path
 
-from harrier.eval.encoders import NamedPrompts, NoPrompts, PromptPolicy, choose_policy, load_encoder
+from harrier.eval.encoders import NoPrompts, PromptPolicy, alias_prompts, choose_policy, load_encoder
 from harrier.eval.results import compare, format_comparison, read_published
 from harrier.eval.run import evaluate, resolve_data_root
 from harrier.eval.tasks import select_tasks
 
 
 def schemes(encoder: object) -> dict[str, PromptPolicy]:
-    model = choose_policy(encoder, "model")  # type: ignore[arg-type]
-    assert isinstance(model, NamedPrompts)
-    prompts = dict(model.prompts)
-    swapped = dict(prompts, BitextMining=prompts["STS"], PairClassification=prompts["query"])
-    return {"checkpoint": model, "published": NamedPrompts(swapped), "none": NoPrompts()}
+    published = alias_prompts(encoder, ["BitextMining=STS", "PairClassification=query"])  # type: ignore[arg-type]
+    return {"checkpoint": choose_policy(encoder, "model"), "published": published, "none": NoPrompts()}  # type: ignore[arg-type]
 
 
 def main() -> int:
