@@ -19,7 +19,7 @@ import re
 import tokenize
 import zipfile
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,7 @@ STS = instruction_prefix("Retrieve semantically similar text", template=MTEB_TEM
 INTENT = instruction_prefix("Given a user utterance as query, find the user intents", template=MTEB_TEMPLATE)
 SCIFACT = instruction_prefix("Given a scientific claim, retrieve documents that support or refute the claim",
                              template=MTEB_TEMPLATE)
+ICT = instruction_prefix("Given a sentence, retrieve the passage it was taken from", template=MTEB_TEMPLATE)
 EVAL_SETS = ("sib-200", "tatoeba", "xquad")
 EVAL_SPLITS = ("test", "dev", "validation")
 
@@ -76,6 +77,45 @@ def wmt_newstest(root: str | Path, *, max_per_pair: int | None = None, paragraph
     if not out:
         raise ValueError(f"{root} has no <xxx>-eng directories")
     return out
+
+
+def _newstest_sides(root: Path) -> Iterator[tuple[str, list[str]]]:
+    """(language, lines) for each side of each ``<xxx>-eng/newstest*`` file (English once per distinct file)."""
+    seen: set[str] = set()
+    for pair_dir in sorted(p for p in root.iterdir() if p.is_dir() and p.name.endswith("-eng")):
+        lang = pair_dir.name.split("-")[0]
+        for src in sorted(pair_dir.glob(f"newstest*.{lang}")):
+            for path, side in ((src, lang), (src.with_suffix(".eng"), "eng")):
+                _check_allowed(path)
+                text = path.read_text(encoding="utf-8")
+                if side == "eng" and text in seen:
+                    continue
+                seen.add(text)
+                yield side, [x.strip() for x in text.splitlines() if x.strip()]
+
+
+def wmt_ict(root: str | Path, *, paragraph: int = 6, min_words: int = 5, seed: int = 0) -> list[MemoryDataset]:
+    """Inverse cloze task over newstest articles: query = one sentence of an N-sentence passage, positive = the
+    passage without it (Lee et al., 2019). Monolingual retrieval pairs in every newstest language, one dataset
+    per language (``ict-<xxx>``); the query sentence is drawn reproducibly from ``seed``."""
+    if paragraph < 3:
+        raise ValueError(f"wmt-ict: paragraph must be >= 3, got {paragraph}")
+    root = Path(root)
+    by_lang: dict[str, list[Record]] = defaultdict(list)
+    for lang, lines in _newstest_sides(root):
+        for start in range(0, len(lines) - paragraph + 1, paragraph):
+            chunk = lines[start:start + paragraph]
+            # words for spaced scripts, characters / 3 for Chinese; too-short sentences make no query
+            ok = [i for i, x in enumerate(chunk) if max(len(x.split()), len(x) // 3 if lang == "zho" else 0)
+                  >= min_words]
+            if not ok:
+                continue
+            k = ok[int(np.random.default_rng([seed, len(by_lang[lang])]).integers(len(ok)))]
+            rest = " ".join(x for i, x in enumerate(chunk) if i != k)
+            by_lang[lang].append(Record(chunk[k], (rest,), prefix=ICT))
+    if not by_lang:
+        raise ValueError(f"{root} has no <xxx>-eng directories")
+    return [MemoryDataset(f"ict-{lang}", records) for lang, records in sorted(by_lang.items())]
 
 
 def _massive_train(root: Path) -> list[dict]:
@@ -177,6 +217,7 @@ def scifact_train(root: str | Path) -> list[MemoryDataset]:
 
 ADAPTERS: dict[str, Callable[..., list[MemoryDataset]]] = {
     "wmt-newstest": wmt_newstest,
+    "wmt-ict": wmt_ict,
     "massive-parallel": massive_parallel,
     "massive-intents": massive_intents,
     "stsb-multi-mt": stsb_multi_mt,

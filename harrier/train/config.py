@@ -10,7 +10,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from harrier.train.losses import LossConfig
 
@@ -51,6 +51,9 @@ class DatasetSpec:
     task: str | None = None
     prompt: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    # the teacher's prompts for this dataset's queries / documents (default: the teacher section's)
+    teacher_query_prompt: str | None = None
+    teacher_document_prompt: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -123,10 +126,21 @@ def _coerce(value: Any, annotation: str, where: str) -> Any:
     return value
 
 
+def _literal(value: Any, hint: Any, where: str) -> Any:
+    """Check a value against a ``Literal[...]`` field; YAML 1.1 reads ``on``/``off`` as booleans, mapped back."""
+    allowed = get_args(hint)
+    if isinstance(value, bool) and {"on", "off"} <= set(allowed):
+        value = "on" if value else "off"
+    if value not in allowed:
+        raise ValueError(f"{where} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
+    return value
+
+
 def _build(cls: type, raw: Any, where: str) -> Any:
     if not isinstance(raw, dict):
         raise ValueError(f"config section {where!r} must be a mapping, got {type(raw).__name__}")
     known = {f.name: f for f in fields(cls)}
+    hints = get_type_hints(cls)
     unknown = set(raw) - set(known)
     if unknown:
         raise ValueError(f"unknown keys in {where!r}: {sorted(unknown)}; known: {', '.join(known)}")
@@ -137,6 +151,8 @@ def _build(cls: type, raw: Any, where: str) -> Any:
         elif name == "betas":
             value = tuple(float(v) for v in value)
         kwargs[name] = _coerce(value, str(known[name].type), f"{where}.{name}")
+        if get_origin(hints[name]) is Literal:
+            kwargs[name] = _literal(kwargs[name], hints[name], f"{where}.{name}")
     try:
         return cls(**kwargs)
     except TypeError as err:
@@ -159,6 +175,10 @@ def from_dict(raw: dict[str, Any]) -> TrainConfig:
     cfg = TrainConfig(**parts)
     if not cfg.data.datasets:
         raise ValueError("data.datasets is empty")
+    prompted = [i for i, d in enumerate(cfg.data.datasets) if (d.teacher_query_prompt, d.teacher_document_prompt)
+                != (None, None)]
+    if prompted and cfg.teacher is None:
+        raise ValueError(f"data.datasets[{prompted[0]}] sets teacher prompts but the config has no teacher section")
     if cfg.run.steps < 1 or cfg.run.batch_size < 1 or cfg.run.budget_tokens < 1:
         raise ValueError("run.steps, run.batch_size and run.budget_tokens must be >= 1")
     return cfg

@@ -270,7 +270,12 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path | None:
     autocast = torch.bfloat16 if use_bf16 else None
     optim = Optimizers.build(cfg, model, projection)
 
-    datasets, weights = build_datasets(cfg.data.datasets, strict=cfg.data.strict)
+    datasets, weights, teacher_prompts = [], [], {}
+    for spec in cfg.data.datasets:  # one spec at a time, to know which datasets each spec's teacher prompts cover
+        found, found_weights = build_datasets([spec], strict=cfg.data.strict)
+        datasets += found
+        weights += found_weights
+        teacher_prompts.update({d.name: (spec.teacher_query_prompt, spec.teacher_document_prompt) for d in found})
     sampler = MixtureSampler(datasets, batch_size=cfg.run.batch_size, weights=weights,
                              temperature=cfg.data.temperature, seed=cfg.data.seed)
     if cfg.run.batch_size % info.world_size:
@@ -308,8 +313,9 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path | None:
         q_ids = student.tokenize(texts.queries)
         d_ids = student.tokenize(texts.docs) if texts.docs else []
         t_teacher = time.perf_counter()
-        t_q = teacher.embed(texts.raw_queries, query=True) if teacher else None
-        t_d = teacher.embed(texts.docs, query=False) if teacher and texts.docs else None
+        tq_prompt, td_prompt = teacher_prompts[batch.dataset]
+        t_q = teacher.embed(texts.raw_queries, query=True, prompt=tq_prompt) if teacher else None
+        t_d = teacher.embed(texts.docs, query=False, prompt=td_prompt) if teacher and texts.docs else None
         t_teacher = time.perf_counter() - t_teacher
         dev = info.device
 

@@ -37,9 +37,10 @@ class Teacher:
     def dim(self) -> int:
         return self.embedder.dim
 
-    def embed(self, texts: Sequence[str], *, query: bool) -> torch.Tensor:
-        """[N, E] float32 teacher embeddings on the training device."""
-        prompt = self.cfg.query_prompt if query else self.cfg.document_prompt
+    def embed(self, texts: Sequence[str], *, query: bool, prompt: str | None = None) -> torch.Tensor:
+        """[N, E] float32 teacher embeddings on the training device (``prompt`` overrides the configured one)."""
+        if prompt is None:
+            prompt = self.cfg.query_prompt if query else self.cfg.document_prompt
         if not texts:
             return torch.zeros(0, self.dim, device=self.device)
         out = self.embedder.encode(list(texts), prompt=prompt, batch_tokens=self.cfg.budget_tokens, progress=False)

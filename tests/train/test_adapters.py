@@ -61,3 +61,25 @@ def test_real_shared_data_adapters():
     assert "  " not in sci.records[0].positives[0] and "['" not in sci.records[0].positives[0]
     stsb = load_adapter("stsb-multi-mt", SHARED / "stsb-multi-mt")
     assert len(stsb) == 11
+
+
+def test_wmt_ict_pairs_a_sentence_with_the_rest_of_its_passage(tmp_path):
+    from harrier.train.adapters import ICT, wmt_ict
+
+    d = tmp_path / "wmt" / "deu-eng"
+    d.mkdir(parents=True)
+    de = [f"Satz Nummer {i} hat genug Wörter hier." for i in range(7)]
+    en = [f"Sentence number {i} has enough words here." for i in range(7)]
+    (d / "newstest2016.deu").write_text("\n".join(de) + "\n", encoding="utf-8")
+    (d / "newstest2016.eng").write_text("\n".join(en) + "\n", encoding="utf-8")
+    out = {ds.name: ds.records for ds in wmt_ict(tmp_path / "wmt", paragraph=3)}
+    assert set(out) == {"ict-deu", "ict-eng"} and len(out["ict-deu"]) == 2  # 7 lines -> 2 whole passages
+    for lang, lines in (("deu", de), ("eng", en)):
+        for n, rec in enumerate(out[f"ict-{lang}"]):
+            passage = lines[3 * n:3 * n + 3]
+            assert rec.query in passage and rec.prefix == ICT
+            assert rec.positives == (" ".join(x for x in passage if x != rec.query),)  # the query is cut out
+    again = {ds.name: ds.records for ds in wmt_ict(tmp_path / "wmt", paragraph=3)}
+    assert again == out  # reproducible
+    with pytest.raises(ValueError, match="paragraph must be >= 3"):
+        wmt_ict(tmp_path / "wmt", paragraph=2)

@@ -149,3 +149,35 @@ def test_freeze_embeddings(tiny_gemma3_dir, tmp_path):
     assert torch.equal(before[key], after[key.removeprefix("model.")] if key not in after else after[key])
     layer = next(k for k in after if "q_proj" in k)
     assert not torch.equal(before.get(layer, before.get("model." + layer)), after[layer])
+
+
+def test_datasets_can_set_the_teachers_prompts(tiny_gemma3_dir, tiny_embeddinggemma_dir, tmp_path, monkeypatch):
+    from harrier.train.teacher import Teacher
+
+    seen: list[tuple[bool, str | None]] = []
+    embed = Teacher.embed
+
+    def spy(self, texts, *, query, prompt=None):
+        seen.append((query, prompt))
+        return embed(self, texts, query=query, prompt=prompt)
+
+    monkeypatch.setattr(Teacher, "embed", spy)
+    raw = train_config.to_dict(_cfg(tiny_gemma3_dir, _data(tmp_path), tmp_path / "out", steps=2))
+    raw["teacher"] = {"path": str(tiny_embeddinggemma_dir)}
+    raw["data"]["datasets"][0].update(teacher_query_prompt="task: search result | query: ",
+                                      teacher_document_prompt="title: none | text: ")
+    raw["loss"].update(kl_weight=0.5)
+    train(train_config.from_dict(raw))
+    assert seen[:2] == [(True, "task: search result | query: "), (False, "title: none | text: ")]
+    del raw["teacher"]
+    with pytest.raises(ValueError, match=r"datasets\[0\] sets teacher prompts but the config has no teacher"):
+        train_config.from_dict(raw)
+
+
+def test_yaml_on_off_and_unknown_choices(tiny_gemma3_dir, tmp_path):
+    raw = train_config.to_dict(_cfg(tiny_gemma3_dir, _data(tmp_path), tmp_path / "out", steps=2))
+    for value, expected in (("on", "on"), ("off", "off"), ("auto", "auto")):  # YAML 1.1 reads on/off as booleans
+        cfg = train_config.from_dict(train_config.apply_overrides(raw, [f"run.bf16={value}"]))
+        assert cfg.run.bf16 == expected
+    with pytest.raises(ValueError, match="run.parallel must be one of 'auto', 'none', 'ddp', 'fsdp', got 'fsdp2'"):
+        train_config.from_dict(train_config.apply_overrides(raw, ["run.parallel=fsdp2"]))
