@@ -55,43 +55,45 @@ def wmt_newstest(root: str | Path, *, max_per_pair: int | None = None, paragraph
     """
     if paragraph < 1:
         raise ValueError(f"wmt-newstest: paragraph must be >= 1, got {paragraph}")
-    root = Path(root)
-    out = []
-    for pair_dir in sorted(p for p in root.iterdir() if p.is_dir() and p.name.endswith("-eng")):
+    by_lang: dict[str, list[Record]] = {}
+    for lang, src, tgt in _newstest_files(Path(root)):
+        records = by_lang.setdefault(lang, [])
+        a = src.read_text(encoding="utf-8").splitlines()
+        b = tgt.read_text(encoding="utf-8").splitlines()
+        if len(a) != len(b):
+            raise ValueError(f"{src} and {tgt} are not line-aligned ({len(a)} vs {len(b)} lines)")
+        pairs = [(x.strip(), y.strip()) for x, y in zip(a, b, strict=True) if x.strip() and y.strip()]
+        if paragraph > 1:
+            chunks = [pairs[i:i + paragraph] for i in range(0, len(pairs) - paragraph + 1, paragraph)]
+            pairs = [(" ".join(x for x, _ in c), " ".join(y for _, y in c)) for c in chunks]
+        records += [Record(x, (y,), prefix=BITEXT) for x, y in pairs]
+    suffix = f"-p{paragraph}" if paragraph > 1 else ""
+    return [MemoryDataset(f"wmt-{lang}-eng{suffix}", records[:max_per_pair]) for lang, records in by_lang.items()]
+
+
+def _newstest_files(root: Path) -> Iterator[tuple[str, Path, Path]]:
+    """(language, ``newstest*.<xxx>``, its ``.eng`` side) under ``<xxx>-eng/`` directories, in sorted order."""
+    pairs = sorted(p for p in root.iterdir() if p.is_dir() and p.name.endswith("-eng"))
+    if not pairs:
+        raise ValueError(f"{root} has no <xxx>-eng directories")
+    for pair_dir in pairs:
         lang = pair_dir.name.split("-")[0]
-        records: list[Record] = []
         for src in sorted(pair_dir.glob(f"newstest*.{lang}")):
             _check_allowed(src)
-            tgt = src.with_suffix(".eng")
-            a = src.read_text(encoding="utf-8").splitlines()
-            b = tgt.read_text(encoding="utf-8").splitlines()
-            if len(a) != len(b):
-                raise ValueError(f"{src} and {tgt} are not line-aligned ({len(a)} vs {len(b)} lines)")
-            pairs = [(x.strip(), y.strip()) for x, y in zip(a, b, strict=True) if x.strip() and y.strip()]
-            if paragraph > 1:
-                chunks = [pairs[i:i + paragraph] for i in range(0, len(pairs) - paragraph + 1, paragraph)]
-                pairs = [(" ".join(x for x, _ in c), " ".join(y for _, y in c)) for c in chunks]
-            records += [Record(x, (y,), prefix=BITEXT) for x, y in pairs]
-        suffix = f"-p{paragraph}" if paragraph > 1 else ""
-        out.append(MemoryDataset(f"wmt-{lang}-eng{suffix}", records[:max_per_pair]))
-    if not out:
-        raise ValueError(f"{root} has no <xxx>-eng directories")
-    return out
+            _check_allowed(src.with_suffix(".eng"))
+            yield lang, src, src.with_suffix(".eng")
 
 
 def _newstest_sides(root: Path) -> Iterator[tuple[str, list[str]]]:
     """(language, lines) for each side of each ``<xxx>-eng/newstest*`` file (English once per distinct file)."""
     seen: set[str] = set()
-    for pair_dir in sorted(p for p in root.iterdir() if p.is_dir() and p.name.endswith("-eng")):
-        lang = pair_dir.name.split("-")[0]
-        for src in sorted(pair_dir.glob(f"newstest*.{lang}")):
-            for path, side in ((src, lang), (src.with_suffix(".eng"), "eng")):
-                _check_allowed(path)
-                text = path.read_text(encoding="utf-8")
-                if side == "eng" and text in seen:
-                    continue
-                seen.add(text)
-                yield side, [x.strip() for x in text.splitlines() if x.strip()]
+    for lang, src, tgt in _newstest_files(root):
+        for path, side in ((src, lang), (tgt, "eng")):
+            text = path.read_text(encoding="utf-8")
+            if side == "eng" and text in seen:
+                continue
+            seen.add(text)
+            yield side, [x.strip() for x in text.splitlines() if x.strip()]
 
 
 def wmt_ict(root: str | Path, *, paragraph: int = 6, min_words: int = 5, seed: int = 0) -> list[MemoryDataset]:
@@ -113,8 +115,6 @@ def wmt_ict(root: str | Path, *, paragraph: int = 6, min_words: int = 5, seed: i
             k = ok[int(np.random.default_rng([seed, len(by_lang[lang])]).integers(len(ok)))]
             rest = " ".join(x for i, x in enumerate(chunk) if i != k)
             by_lang[lang].append(Record(chunk[k], (rest,), prefix=ICT))
-    if not by_lang:
-        raise ValueError(f"{root} has no <xxx>-eng directories")
     return [MemoryDataset(f"ict-{lang}", records) for lang, records in sorted(by_lang.items())]
 
 
