@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import csv
+import inspect
 import io
 import json
 import logging
@@ -79,9 +80,10 @@ def _newstest_files(root: Path) -> Iterator[tuple[str, Path, Path]]:
     for pair_dir in pairs:
         lang = pair_dir.name.split("-")[0]
         for src in sorted(pair_dir.glob(f"newstest*.{lang}")):
+            tgt = src.with_suffix(".eng")
             _check_allowed(src)
-            _check_allowed(src.with_suffix(".eng"))
-            yield lang, src, src.with_suffix(".eng")
+            _check_allowed(tgt)
+            yield lang, src, tgt
 
 
 def _newstest_sides(root: Path) -> Iterator[tuple[str, list[str]]]:
@@ -96,6 +98,12 @@ def _newstest_sides(root: Path) -> Iterator[tuple[str, list[str]]]:
             yield side, [x.strip() for x in text.splitlines() if x.strip()]
 
 
+def _words(text: str, lang: str) -> int:
+    """Whitespace words; Chinese (no spaces) also counts 3 characters as a word."""
+    n = len(text.split())
+    return max(n, len(text) // 3) if lang == "zho" else n
+
+
 def wmt_ict(root: str | Path, *, paragraph: int = 6, min_words: int = 5, seed: int = 0) -> list[MemoryDataset]:
     """Inverse cloze task over newstest articles: query = one sentence of an N-sentence passage, positive = the
     passage without it (Lee et al., 2019). Monolingual retrieval pairs in every newstest language, one dataset
@@ -107,9 +115,7 @@ def wmt_ict(root: str | Path, *, paragraph: int = 6, min_words: int = 5, seed: i
     for lang, lines in _newstest_sides(root):
         for start in range(0, len(lines) - paragraph + 1, paragraph):
             chunk = lines[start:start + paragraph]
-            # words for spaced scripts, characters / 3 for Chinese; too-short sentences make no query
-            ok = [i for i, x in enumerate(chunk) if max(len(x.split()), len(x) // 3 if lang == "zho" else 0)
-                  >= min_words]
+            ok = [i for i, x in enumerate(chunk) if _words(x, lang) >= min_words]  # short sentences make no query
             if not ok:
                 continue
             k = ok[int(np.random.default_rng([seed, len(by_lang[lang])]).integers(len(ok)))]
@@ -229,6 +235,11 @@ def load_adapter(name: str, path: str | Path, **options) -> list[MemoryDataset]:
     if name not in ADAPTERS:
         raise ValueError(f"unknown adapter {name!r}; known: {', '.join(ADAPTERS)}")
     _check_allowed(Path(path))
+    params = inspect.signature(ADAPTERS[name]).parameters.values()
+    known = [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ValueError(f"adapter {name!r}: unknown options {unknown}; known: {', '.join(known) or 'none'}")
     datasets = ADAPTERS[name](path, **options)
     log.info("adapter %s: %s", name, ", ".join(f"{d.name}={len(d)}" for d in datasets))
     return datasets

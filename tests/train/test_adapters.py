@@ -83,3 +83,10 @@ def test_wmt_ict_pairs_a_sentence_with_the_rest_of_its_passage(tmp_path):
     assert again == out  # reproducible
     with pytest.raises(ValueError, match="paragraph must be >= 3"):
         wmt_ict(tmp_path / "wmt", paragraph=2)
+
+
+def test_unknown_adapter_options_are_a_clear_error():
+    with pytest.raises(ValueError, match=r"adapter 'wmt-ict': unknown options \['paragraf'\]; known: paragraph"):
+        load_adapter("wmt-ict", "/x/wmt", paragraf=6)
+    with pytest.raises(ValueError, match="adapter 'scifact-train': unknown options .*; known: none"):
+        load_adapter("scifact-train", "/x/scifact", seed=1)
