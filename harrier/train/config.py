@@ -37,6 +37,9 @@ class TeacherConfig:
     max_length: int = 512
     budget_tokens: int = 16_384
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    # the alignment projection to start from (a run's projection.safetensors) instead of a fresh one: a later
+    # stage that starts with a fresh map sends the student misleading alignment gradients until it re-learns it
+    projection: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,6 +57,9 @@ class DatasetSpec:
     # the teacher's prompts for this dataset's queries / documents (default: the teacher section's)
     teacher_query_prompt: str | None = None
     teacher_document_prompt: str | None = None
+    # documents (positives, negatives) carry the query's instruction too: mteb encodes every input of a symmetric
+    # task (STS, bitext, classification, clustering) with it, so symmetric pairs train that form on both sides
+    symmetric: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -113,6 +119,8 @@ def _coerce(value: Any, annotation: str, where: str) -> Any:
     """YAML 1.1 reads ``1e-5`` as a string; numbers in numeric fields are converted (or rejected) here."""
     if isinstance(value, bool) or value is None:
         return value
+    if annotation.startswith("bool"):
+        raise ValueError(f"{where} must be true or false, got {value!r}")
     if annotation.startswith("float") and isinstance(value, str | int):
         try:
             return float(value)
@@ -179,6 +187,8 @@ def from_dict(raw: dict[str, Any]) -> TrainConfig:
                 != (None, None)]
     if prompted and cfg.teacher is None:
         raise ValueError(f"data.datasets[{prompted[0]}] sets teacher prompts but the config has no teacher section")
+    if cfg.teacher is not None and cfg.teacher.projection and cfg.loss.align_weight == 0:
+        raise ValueError("teacher.projection is set but loss.align_weight is 0: nothing uses a projection")
     if cfg.run.steps < 1 or cfg.run.batch_size < 1 or cfg.run.budget_tokens < 1:
         raise ValueError("run.steps, run.batch_size and run.budget_tokens must be >= 1")
     return cfg

@@ -235,15 +235,16 @@ def spec_prefix(instruction: str | None, task: str | None, prompt: str | None) -
     return _prefix({"instruction": instruction, "task": task, "prompt": prompt}, "")
 
 
-def build_datasets(specs: Sequence[Any], *, strict: bool = False) -> tuple[list[Dataset], list[float]]:
-    """Datasets and their mixture weights from ``DataConfig.datasets`` specs (files, directories, adapters).
+def build_datasets(specs: Sequence[Any], *, strict: bool = False) -> tuple[list[Dataset], list[Any]]:
+    """Datasets from ``DataConfig.datasets`` specs (files, directories, adapters), and the spec each came from
+    (its mixture weight, teacher prompts, symmetry). Dataset names must be unique.
 
     A directory contributes one dataset per file (named ``<spec name>/<file stem>``), each with the spec's weight.
     """
     from harrier.train.adapters import load_adapter
 
     datasets: list[Dataset] = []
-    weights: list[float] = []
+    sources: list[Any] = []
     for spec in specs:
         prefix = spec_prefix(spec.instruction, spec.task, spec.prompt)
         if spec.adapter:
@@ -258,6 +259,9 @@ def build_datasets(specs: Sequence[Any], *, strict: bool = False) -> tuple[list[
                                   strict=strict) for f in files]
         if spec.name and spec.adapter:
             found = [MemoryDataset(f"{spec.name}/{d.name}", d.records) for d in found]  # type: ignore[attr-defined]
+        taken = {d.name for d in datasets} & {d.name for d in found}
+        if taken:
+            raise ValueError(f"two data.datasets entries yield a dataset named {sorted(taken)[0]!r}; give one a name")
         datasets += found
-        weights += [float(spec.weight)] * len(found)
-    return datasets, weights
+        sources += [spec] * len(found)
+    return datasets, sources

@@ -163,18 +163,24 @@ class StepTexts:
     queries: list[str]
     raw_queries: list[str]
     docs: list[str]
+    raw_docs: list[str]
     pos: list[int]
     group: list[list[int]] | None
     scores: list[list[float]] | None
 
 
-def step_texts(records: list[Record], rng: np.random.Generator, negatives: int) -> StepTexts:
-    """Queries (prefixed), documents (one positive + up to ``negatives`` hard negatives each), teacher groups."""
+def step_texts(records: list[Record], rng: np.random.Generator, negatives: int, *,
+               symmetric: bool = False) -> StepTexts:
+    """Queries (prefixed), documents (one positive + up to ``negatives`` hard negatives each), teacher groups.
+
+    The student's documents are raw unless ``symmetric`` (then they carry their record's prefix, like the query);
+    ``raw_queries`` / ``raw_docs`` are the unprefixed texts the teacher embeds under its own prompts."""
     kinds = {r.text_only for r in records}
     if len(kinds) > 1:
         raise ValueError("a batch mixes plain-text and pair records; keep them in separate datasets")
     queries = [r.prefix + r.query for r in records]
     docs: list[str] = []
+    student_docs: list[str] = []
     pos: list[int] = []
     groups: list[list[int]] = []
     scored = all(r.teacher_scores is not None for r in records) and not kinds == {True}
@@ -186,12 +192,14 @@ def step_texts(records: list[Record], rng: np.random.Generator, negatives: int) 
         neg_idx = sorted(rng.choice(len(r.negatives), size=min(negatives, len(r.negatives)), replace=False))
         pos.append(len(docs))
         group = [len(docs)] + [len(docs) + 1 + i for i in range(len(neg_idx))]
-        docs += [r.positives[p]] + [r.negatives[i] for i in neg_idx]
+        mine = [r.positives[p]] + [r.negatives[i] for i in neg_idx]
+        docs += mine
+        student_docs += [r.prefix + d for d in mine] if symmetric else mine
         groups.append(group)
         if scored:
             assert r.teacher_scores is not None
             scores.append([r.teacher_scores[0]] + [r.teacher_scores[1 + i] for i in neg_idx])
-    return StepTexts(queries, [r.query for r in records], docs, pos, groups if scored else None,
+    return StepTexts(queries, [r.query for r in records], student_docs, docs, pos, groups if scored else None,
                      scores if scored else None)
 
 
@@ -233,7 +241,26 @@ def build_models(cfg: TrainConfig, info: DistInfo) -> tuple[Embedder, Teacher | 
     projection = None
     if cfg.loss.align_weight > 0 and teacher is not None:
         projection = make_projection(student.dim, teacher.dim).to(info.device)
+        if cfg.teacher is not None and cfg.teacher.projection:
+            load_projection(projection, cfg.teacher.projection)
     return student, teacher, projection
+
+
+PROJECTION_FILE = "projection.safetensors"
+
+
+def load_projection(projection: nn.Module, path: str) -> None:
+    """Start the alignment projection from an earlier run's ``projection.safetensors`` (shapes checked)."""
+    from safetensors.torch import load_file
+
+    if not Path(path).is_file():
+        raise ValueError(f"teacher.projection {path}: no such file (a run writes <run.output>/{PROJECTION_FILE})")
+    state = load_file(path)
+    want = {k: tuple(v.shape) for k, v in projection.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in state.items()}
+    if got != want:
+        raise ValueError(f"teacher.projection {path} holds {got}, this student/teacher pair needs {want}")
+    projection.load_state_dict(state)
 
 
 def run_eval(student: Embedder, cfg: TrainConfig, step: int, log_file: TextIO | None, mode: str) -> None:
@@ -270,13 +297,9 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path | None:
     autocast = torch.bfloat16 if use_bf16 else None
     optim = Optimizers.build(cfg, model, projection)
 
-    datasets, weights, teacher_prompts = [], [], {}
-    for spec in cfg.data.datasets:  # one spec at a time, to know which datasets each spec's teacher prompts cover
-        found, found_weights = build_datasets([spec], strict=cfg.data.strict)
-        datasets += found
-        weights += found_weights
-        teacher_prompts.update({d.name: (spec.teacher_query_prompt, spec.teacher_document_prompt) for d in found})
-    sampler = MixtureSampler(datasets, batch_size=cfg.run.batch_size, weights=weights,
+    datasets, sources = build_datasets(cfg.data.datasets, strict=cfg.data.strict)
+    spec_of = {d.name: spec for d, spec in zip(datasets, sources, strict=True)}  # teacher prompts, symmetry
+    sampler = MixtureSampler(datasets, batch_size=cfg.run.batch_size, weights=[float(s.weight) for s in sources],
                              temperature=cfg.data.temperature, seed=cfg.data.seed)
     if cfg.run.batch_size % info.world_size:
         raise ValueError(f"run.batch_size {cfg.run.batch_size} must be a multiple of the world size {info.world_size}")
@@ -308,14 +331,15 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path | None:
         t0 = time.perf_counter()
         batch = sampler.next_batch()
         records = local_slice(batch.records, info.rank, info.world_size)
+        spec = spec_of[batch.dataset]
         texts = step_texts(records, np.random.default_rng([cfg.data.seed, 7, step, info.rank]),
-                           cfg.data.negatives_per_query)
+                           cfg.data.negatives_per_query, symmetric=spec.symmetric)
         q_ids = student.tokenize(texts.queries)
         d_ids = student.tokenize(texts.docs) if texts.docs else []
         t_teacher = time.perf_counter()
-        tq_prompt, td_prompt = teacher_prompts[batch.dataset]
-        t_q = teacher.embed(texts.raw_queries, query=True, prompt=tq_prompt) if teacher else None
-        t_d = teacher.embed(texts.docs, query=False, prompt=td_prompt) if teacher and texts.docs else None
+        t_q = teacher.embed(texts.raw_queries, query=True, prompt=spec.teacher_query_prompt) if teacher else None
+        t_d = (teacher.embed(texts.raw_docs, query=False, prompt=spec.teacher_document_prompt)
+               if teacher and texts.docs else None)
         t_teacher = time.perf_counter() - t_teacher
         dev = info.device
 
@@ -359,4 +383,9 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path | None:
         return None
     from harrier.train.export import export
 
+    if projection is not None and info.is_main:  # not part of the model; a later stage can start from it
+        from safetensors.torch import save_file
+
+        save_file({k: v.detach().cpu().contiguous() for k, v in projection.state_dict().items()},
+                  str(out / PROJECTION_FILE))
     return export(student, model, Path(cfg.run.export) if cfg.run.export else out / "model", cfg, info)

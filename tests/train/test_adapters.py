@@ -46,9 +46,9 @@ def test_spec_prefix_overrides_adapter_prefix(tmp_path):
     d.mkdir(parents=True)
     (d / "newstest2017.fin").write_text("Hei\n", encoding="utf-8")
     (d / "newstest2017.eng").write_text("Hi\n", encoding="utf-8")
-    datasets, weights = build_datasets([DatasetSpec(path=str(tmp_path / "wmt"), adapter="wmt-newstest", weight=2.0,
+    datasets, sources = build_datasets([DatasetSpec(path=str(tmp_path / "wmt"), adapter="wmt-newstest", weight=2.0,
                                                     name="bitext", prompt="P: ")])
-    assert [d.name for d in datasets] == ["bitext/wmt-fin-eng"] and weights == [2.0]
+    assert [d.name for d in datasets] == ["bitext/wmt-fin-eng"] and [s.weight for s in sources] == [2.0]
     assert datasets[0].get(0).prefix == "P: "
 
 

@@ -174,6 +174,68 @@ def test_datasets_can_set_the_teachers_prompts(tiny_gemma3_dir, tiny_embeddingge
         train_config.from_dict(raw)
 
 
+def test_symmetric_datasets_give_the_students_documents_the_instruction(tiny_gemma3_dir, tiny_embeddinggemma_dir,
+                                                                       tmp_path, monkeypatch):
+    from harrier.train import loop
+    from harrier.train.data import parse_record
+    from harrier.train.teacher import Teacher
+
+    prefix = "Instruct: Retrieve parallel sentences\nQuery: "
+    recs = [parse_record({"query": TEXTS[i], "positive": TEXTS[i + 6], "negatives": [TEXTS[i + 1]],
+                          "instruction": "Retrieve parallel sentences"}) for i in range(2)]
+    plain = loop.step_texts(recs, np.random.default_rng(0), negatives=1)
+    sym = loop.step_texts(recs, np.random.default_rng(0), negatives=1, symmetric=True)
+    assert plain.docs == plain.raw_docs == sym.raw_docs == [TEXTS[6], TEXTS[1], TEXTS[7], TEXTS[2]]
+    assert sym.docs == [prefix + t for t in sym.raw_docs] and sym.queries == plain.queries
+
+    made, teacher_docs = [], []
+    step_texts, embed = loop.step_texts, Teacher.embed
+    monkeypatch.setattr(loop, "step_texts", lambda *a, **k: made.append(step_texts(*a, **k)) or made[-1])
+
+    def spy(self, texts, *, query, prompt=None):
+        if not query:
+            teacher_docs.append(list(texts))
+        return embed(self, texts, query=query, prompt=prompt)
+
+    monkeypatch.setattr(Teacher, "embed", spy)
+    raw = train_config.to_dict(_cfg(tiny_gemma3_dir, _data(tmp_path), tmp_path / "out", steps=2))
+    raw["teacher"] = {"path": str(tiny_embeddinggemma_dir)}
+    raw["data"]["datasets"][0]["symmetric"] = True
+    raw["loss"].update(kl_weight=0.5)
+    train(train_config.from_dict(raw))
+    assert len(made) == 2 and all(d == prefix + r for st in made for d, r in zip(st.docs, st.raw_docs, strict=True))
+    assert teacher_docs == [st.raw_docs for st in made]  # the teacher embeds raw texts under its own prompts
+
+    raw["data"]["datasets"].append(dict(raw["data"]["datasets"][0]))
+    with pytest.raises(ValueError, match="two data.datasets entries yield a dataset named 'pairs'"):
+        train(train_config.from_dict(raw))
+
+
+def test_a_later_stage_starts_from_the_saved_projection(tiny_gemma3_dir, tiny_embeddinggemma_dir, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from harrier.train.distributed import DistInfo
+    from harrier.train.loop import build_models
+
+    raw = train_config.to_dict(_cfg(tiny_gemma3_dir, _data(tmp_path), tmp_path / "s1", steps=2))
+    raw["teacher"] = {"path": str(tiny_embeddinggemma_dir)}
+    raw["loss"].update(align_weight=1.0)
+    train(train_config.from_dict(raw))
+    saved = load_file(tmp_path / "s1" / "projection.safetensors")
+    fresh = build_models(train_config.from_dict(raw), DistInfo())[2]
+    assert not torch.equal(fresh.weight.detach(), saved["weight"])  # training moved it off the fresh init
+
+    raw["teacher"]["projection"] = str(tmp_path / "s1" / "projection.safetensors")
+    assert torch.equal(build_models(train_config.from_dict(raw), DistInfo())[2].weight.detach(), saved["weight"])
+    save_file({"weight": saved["weight"][:, :3].contiguous()}, tmp_path / "bad.safetensors")
+    raw["teacher"]["projection"] = str(tmp_path / "bad.safetensors")
+    with pytest.raises(ValueError, match="bad.safetensors holds .* this student/teacher pair needs"):
+        build_models(train_config.from_dict(raw), DistInfo())
+    raw["loss"]["align_weight"] = 0.0
+    with pytest.raises(ValueError, match="teacher.projection is set but loss.align_weight is 0"):
+        train_config.from_dict(raw)
+
+
 def test_yaml_on_off_and_unknown_choices(tiny_gemma3_dir, tmp_path):
     raw = train_config.to_dict(_cfg(tiny_gemma3_dir, _data(tmp_path), tmp_path / "out", steps=2))
     for value, expected in (("on", "on"), ("off", "off"), ("auto", "auto")):  # YAML 1.1 reads on/off as booleans
@@ -181,3 +243,8 @@ def test_yaml_on_off_and_unknown_choices(tiny_gemma3_dir, tmp_path):
         assert cfg.run.bf16 == expected
     with pytest.raises(ValueError, match="run.parallel must be one of 'auto', 'none', 'ddp', 'fsdp', got 'fsdp2'"):
         train_config.from_dict(train_config.apply_overrides(raw, ["run.parallel=fsdp2"]))
+    with pytest.raises(ValueError, match="run.grad_cache must be true or false, got 'maybe'"):
+        train_config.from_dict(train_config.apply_overrides(raw, ["run.grad_cache=maybe"]))
+    raw["data"]["datasets"][0]["symmetric"] = "yes please"
+    with pytest.raises(ValueError, match=r"data.datasets\[0\].symmetric must be true or false"):
+        train_config.from_dict(raw)
