@@ -1,28 +1,23 @@
-"""``Embedder``: the public entry point. Loads a checkpoint, builds our model, and encodes texts."""
+"""``Embedder``: the public entry point, a thin facade over a loaded model (``loading``), prompts (``prompts``) and
+the encoding engine (``engine``)."""
 
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
 
-from harrier import loading
-from harrier.engine import run_batches
-from harrier.heads import Head
-from harrier.model import EmbeddingModel
-from harrier.prompts import PromptConfig, resolve_prefix
-from harrier.tokenize import TextTokenizer, TruncationPolicy
+from harrier import loading, saving
+from harrier.engine import DEFAULT_BATCH_TOKENS, run_batches
+from harrier.loading import DType, LoadedModel
+from harrier.prompts import PromptConfig, PromptSpec, prefix_for, resolve_prefix
+from harrier.tokenize import TokenizedItems, TruncationPolicy
 
 log = logging.getLogger(__name__)
-DType = Literal["auto", "float32", "bfloat16", "float16"]
-DEFAULT_BATCH_TOKENS = {"cpu": 4_096, "cuda": 16_384}
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass(frozen=True)
@@ -47,78 +42,15 @@ class ModelInfo:
     device: str
 
 
-def cpu_has_native_bf16() -> bool:
-    """True when this CPU has bf16 matrix instructions (AVX512-BF16 or AMX); elsewhere bf16 is slower than fp32."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_dtype(dtype: DType | torch.dtype, device: torch.device, hf_config: dict, model_type: str) -> torch.dtype:
-    if isinstance(dtype, torch.dtype):
-        chosen = dtype
-    elif dtype == "auto":
-        name = str(hf_config.get("dtype") or hf_config.get("torch_dtype") or "float32").removeprefix("torch.")
-        chosen = DTYPES.get(name, torch.float32)
-        if chosen == torch.float16 and model_type == "gemma3_text":
-            chosen = torch.bfloat16 if device.type == "cuda" else torch.float32
-        if chosen == torch.bfloat16 and device.type == "cpu" and not cpu_has_native_bf16():
-            chosen = torch.float32
-    elif dtype in DTYPES:
-        chosen = DTYPES[dtype]
-    else:
-        raise ValueError(f"dtype {dtype!r} is not supported; supported: auto, {', '.join(DTYPES)}")
-    if chosen == torch.float16 and model_type == "gemma3_text":
-        raise ValueError("float16 overflows Gemma-3 activations (NaN/inf embeddings); use bfloat16 or float32")
-    if chosen == torch.bfloat16 and device.type == "cpu" and not cpu_has_native_bf16():
-        warnings.warn("this CPU has no native bf16 matrix instructions: bfloat16 will be slower than float32",
-                      stacklevel=3)
-    return chosen
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    kind = str(device).split(":", 1)[0]
-    if kind not in ("cpu", "cuda"):
-        raise ValueError(f"device {str(device)!r} is not supported; supported: cpu, cuda, cuda:N")
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for but CUDA is not available here; use --device cpu")
-    try:
-        return torch.device(device)
-    except RuntimeError as err:
-        raise ValueError(f"device {str(device)!r} is not a valid device string ({err})") from err
-
-
-def build_model(ckpt: loading.Checkpoint) -> EmbeddingModel:
-    """Our modules holding the checkpoint's tensors (assigned, not copied; cast by the caller)."""
-    head = Head(ckpt.pooling, ckpt.dense, ckpt.normalize)
-    with torch.device("meta"):
-        model = EmbeddingModel(ckpt.decoder, head)
-    state = {f"backbone.{k}": v for k, v in ckpt.backbone_state.items()}
-    for i, dense_state in enumerate(ckpt.dense_state):
-        state.update({f"head.dense.{i}.{k}": v for k, v in dense_state.items()})
-    missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
-    if missing or unexpected:
-        raise ValueError(f"checkpoint {ckpt.source} does not match its config: missing {missing[:5]}, "
-                         f"unexpected {unexpected[:5]}")
-    return model
-
-
 class Embedder:
     """A loaded embedding model: ``encode`` texts into [N, dim] float32 arrays."""
 
-    def __init__(self, model: EmbeddingModel, tokenizer: TextTokenizer, prompts: PromptConfig, *,
-                 checkpoint: loading.Checkpoint, device: torch.device, dtype: torch.dtype,
-                 truncation: TruncationPolicy = "warn") -> None:
-        self.model = model
-        self.tokenizer = tokenizer
-        self.prompt_config = prompts
-        self.checkpoint = checkpoint
-        self.device = device
-        self.dtype = dtype
+    def __init__(self, loaded: LoadedModel, *, truncation: TruncationPolicy = "warn") -> None:
+        self.model = loaded.model
+        self.tokenizer = loaded.tokenizer
+        self.card = loaded.card
+        self.device = loaded.device
+        self.dtype = loaded.dtype
         self.truncation = truncation
 
     @classmethod
@@ -135,22 +67,10 @@ class Embedder:
             max_length: tokens per text including special tokens; defaults to the checkpoint's.
             truncation: "warn" (default), "error" or "silent" for texts over max_length.
         """
-        ckpt = loading.read_checkpoint(loading.resolve(name_or_path, revision=revision, cache_dir=cache_dir))
-        dev = resolve_device(device)
-        torch_dtype = resolve_dtype(dtype, dev, ckpt.hf_config, ckpt.decoder.model_type)
-        model = build_model(ckpt).to(device=dev, dtype=torch_dtype).eval()
-        limit = ckpt.max_length
-        if max_length is not None:
-            if max_length < 2:
-                raise ValueError(f"max_length must be at least 2, got {max_length}")
-            if max_length > ckpt.decoder.max_position_embeddings:
-                warnings.warn(f"max_length {max_length} exceeds the model's {ckpt.decoder.max_position_embeddings} "
-                              "positions", stacklevel=2)
-            limit = max_length
-        special = {k: ckpt.hf_config.get(k) for k in ("bos_token_id", "eos_token_id", "pad_token_id")}
-        tokenizer = TextTokenizer.from_json(ckpt.tokenizer_json, max_length=limit, extra_special=special)
-        return cls(model, tokenizer, ckpt.prompts, checkpoint=ckpt, device=dev, dtype=torch_dtype,
-                   truncation=truncation)
+        if truncation not in ("warn", "error", "silent"):
+            raise ValueError(f"truncation must be warn, error or silent, got {truncation!r}")
+        return cls(loading.load_model(name_or_path, device=device, dtype=dtype, max_length=max_length,
+                                      revision=revision, cache_dir=cache_dir), truncation=truncation)
 
     @property
     def dim(self) -> int:
@@ -161,8 +81,12 @@ class Embedder:
         return self.tokenizer.max_length
 
     @property
+    def prompt_config(self) -> PromptConfig:
+        return self.card.prompts
+
+    @property
     def prompts(self) -> dict[str, str]:
-        return dict(self.prompt_config.prompts)
+        return dict(self.card.prompts.prompts)
 
     def prefix(self, *, prompt_name: str | None = None, prompt: str | None = None, instruction: str | None = None,
                task: str | None = None) -> str:
@@ -170,8 +94,29 @@ class Embedder:
         return resolve_prefix(self.prompt_config, prompt_name=prompt_name, prompt=prompt, instruction=instruction,
                               task=task)
 
+    def prefix_for(self, prompt: PromptSpec) -> str:
+        """The prefix of one item of ``encode_items``: a prompt name, a :class:`~harrier.prompts.Prompt` or None."""
+        return prefix_for(self.card.prompts, prompt)
+
     def tokenize(self, texts: Sequence[str], prefix: str = "") -> list[list[int]]:
         return self.tokenizer.encode([prefix + t for t in texts], truncation=self.truncation).ids
+
+    def tokenize_items(self, items: Sequence[tuple[str, PromptSpec]], *,
+                       truncation: TruncationPolicy | None = None) -> TokenizedItems:
+        """Token ids and prompt lengths of ``(text, prompt)`` items, each with its own prompt."""
+        prefixes: dict[PromptSpec, str] = {}
+        texts: list[str] = []
+        for i, item in enumerate(items):
+            if not isinstance(item, tuple) or len(item) != 2 or not isinstance(item[0], str):
+                raise ValueError(f"item #{i} is not a (text, prompt) pair with a str text")
+            text, spec = item
+            if spec not in prefixes:
+                prefixes[spec] = self.prefix_for(spec)
+            texts.append(prefixes[spec] + text)
+        lens = {pre: self.tokenizer.prompt_length(pre) for pre in set(prefixes.values())}
+        tok = self.tokenizer.encode(texts, truncation=truncation or self.truncation)
+        return TokenizedItems(ids=tok.ids, prompt_lens=[lens[prefixes[spec]] for _, spec in items],
+                              truncated=tok.truncated)
 
     def encode(self, texts: Sequence[str] | str, *, prompt_name: str | None = None, prompt: str | None = None,
                instruction: str | None = None, task: str | None = None, batch_tokens: int | None = None,
@@ -191,12 +136,45 @@ class Embedder:
         pre = self.prefix(prompt_name=prompt_name, prompt=prompt, instruction=instruction, task=task)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        ids = self.tokenize(texts, pre)
-        prompt_len = self.tokenizer.prompt_length(pre) if not self.model.head.pooling.include_prompt else 0
+        prompt_len = self.tokenizer.prompt_length(pre)
+        return self.embed_ids(self.tokenize(texts, pre), [prompt_len] * len(texts), batch_tokens=batch_tokens,
+                              progress=progress)
+
+    def encode_items(self, items: Sequence[tuple[str, PromptSpec]], *, batch_tokens: int | None = None,
+                     progress: bool | None = None) -> np.ndarray:
+        """Embed ``(text, prompt)`` items in one call, each text with its own prompt: [N, dim] float32.
+
+        A prompt is a name of the checkpoint's prompts, a :class:`~harrier.prompts.Prompt` (instruction, task or
+        literal prefix), or None (raw, as documents are). Texts with different prompts share packed batches.
+        """
+        if isinstance(items, str):
+            raise ValueError("encode_items takes a list of (text, prompt) pairs")
+        items = list(items)
+        if not items:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        tok = self.tokenize_items(items)
+        return self.embed_ids(tok.ids, tok.prompt_lens, batch_tokens=batch_tokens, progress=progress)
+
+    def embed_ids(self, ids: Sequence[Sequence[int]], prompt_lens: Sequence[int] | None = None, *,
+                  batch_tokens: int | None = None, progress: bool | None = None) -> np.ndarray:
+        """Embed token-id sequences (special tokens included, e.g. from ``tokenizer.with_specials``): [N, dim].
+
+        ``prompt_lens``: each sequence's prompt tokens, skipped by mean pooling with ``include_prompt=False``.
+        """
+        vocab = self.model.cfg.vocab_size
+        for i, seq in enumerate(ids):
+            if not seq:
+                raise ValueError(f"token sequence #{i} is empty")
+            if len(seq) > self.max_length:
+                raise ValueError(f"token sequence #{i} has {len(seq)} tokens, over max_length {self.max_length}")
+            if min(seq) < 0 or max(seq) >= vocab:
+                raise ValueError(f"token sequence #{i} holds ids outside the vocabulary [0, {vocab})")
+        if prompt_lens is not None and len(prompt_lens) != len(ids):
+            raise ValueError(f"{len(prompt_lens)} prompt lengths for {len(ids)} sequences")
         if batch_tokens is None:
             batch_tokens = DEFAULT_BATCH_TOKENS[self.device.type]
         return run_batches(self.model, ids, dim=self.dim, batch_tokens=batch_tokens, device=self.device,
-                           prompt_len=prompt_len, progress=progress)
+                           prompt_lens=prompt_lens, progress=progress)
 
     @staticmethod
     def similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -214,23 +192,22 @@ class Embedder:
         attention = "causal" if cfg.causal else "bidirectional"
         if cfg.sliding_window and "sliding_attention" in cfg.layer_types:
             n = cfg.layer_types.count("sliding_attention")
-            window = self.checkpoint.hf_config.get("sliding_window", cfg.sliding_window)
+            window = self.card.hf_config.get("sliding_window", cfg.sliding_window)
             attention += f", {n}/{cfg.num_layers} layers sliding window {window}"
         else:
             attention += ", all layers full attention"
         return ModelInfo(
-            source=self.checkpoint.source, architecture=cfg.model_type, dim=self.dim, hidden_size=cfg.hidden_size,
+            source=self.card.source, architecture=cfg.model_type, dim=self.dim, hidden_size=cfg.hidden_size,
             layers=cfg.num_layers, max_length=self.max_length, attention=attention, pooling=head.pooling.mode,
             include_prompt=head.pooling.include_prompt,
             dense=tuple(f"{d.cfg.in_features}->{d.cfg.out_features}" for d in head.dense),
             normalize=head.normalize, prompts=self.prompts,
-            default_prompt_name=self.prompt_config.default_prompt_name,
+            default_prompt_name=self.card.prompts.default_prompt_name,
             parameters=self.model.num_parameters(), dtype=str(self.dtype).removeprefix("torch."),
             device=str(self.device),
         )
 
     def save_pretrained(self, path: str | Path) -> None:
         """Write the harrier Sentence-Transformers layout (loads in harrier and in SentenceTransformer())."""
-        from harrier.saving import save_pretrained
-
-        save_pretrained(self, Path(path))
+        saving.save_pretrained(Path(path), model=self.model, card=self.card, max_length=self.max_length,
+                               dtype=self.dtype)

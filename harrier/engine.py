@@ -1,58 +1,21 @@
-"""Encoding engine: token-budget batches of length-sorted texts, packed without padding, order restored.
+"""The encoding engine: a scheduler (token-budget batches of length-sorted texts) and one step (embed one packed
+batch). The step is what the server's batcher and the corpus workers call; nothing here knows about files, HTTP or
+prompts beyond each sequence's prompt length.
 
-Shape legend: T = packed tokens, B = sequences, D = embedding size.
+Shape legend: B = sequences, D = embedding size.
 """
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from harrier.models.layers import SeqGroups
+from harrier.packing import PackedBatch, pack
 
-log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class PackedBatch:
-    """Sequences concatenated into one token stream, with their boundaries."""
-
-    input_ids_T: torch.Tensor  # int64 [T]
-    position_ids_T: torch.Tensor  # int64 [T], restarting at 0 for each sequence
-    cu_seqlens: torch.Tensor  # int32 [B + 1]
-    groups: SeqGroups  # runs of equal-length sequences, for batched attention
-    prompt_len_B: torch.Tensor | None = None  # tokens of prompt at the start of each sequence
-
-    @property
-    def num_seqs(self) -> int:
-        return self.cu_seqlens.numel() - 1
-
-    @property
-    def num_tokens(self) -> int:
-        return self.input_ids_T.numel()
-
-
-def pack(ids: Sequence[Sequence[int]], device: torch.device | str = "cpu",
-         prompt_lens: Sequence[int] | None = None) -> PackedBatch:
-    """Pack token-id lists into one batch (no padding)."""
-    if not ids or any(len(x) == 0 for x in ids):
-        raise ValueError("pack needs at least one sequence and no empty sequences")
-    lengths = [len(x) for x in ids]
-    flat = np.fromiter((t for x in ids for t in x), dtype=np.int64, count=sum(lengths))
-    positions = np.concatenate([np.arange(n, dtype=np.int64) for n in lengths])
-    cu = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
-    return PackedBatch(
-        input_ids_T=torch.from_numpy(flat).to(device),
-        position_ids_T=torch.from_numpy(positions).to(device),
-        cu_seqlens=torch.from_numpy(cu).to(device),
-        groups=SeqGroups.from_lengths(lengths),
-        prompt_len_B=None if prompt_lens is None else torch.tensor(list(prompt_lens), device=device),
-    )
+DEFAULT_BATCH_TOKENS = {"cpu": 4_096, "cuda": 16_384}  # CPU: activations stay in cache (measured fastest)
 
 
 def plan_batches(lengths: Sequence[int], batch_tokens: int) -> list[list[int]]:
@@ -78,6 +41,21 @@ def plan_batches(lengths: Sequence[int], batch_tokens: int) -> list[list[int]]:
     return batches
 
 
+def embed_step(forward: Callable[[PackedBatch], torch.Tensor], ids: Sequence[Sequence[int]], *,
+               device: torch.device | str, prompt_lens: Sequence[int] | None = None) -> np.ndarray:
+    """One packed forward over ``ids`` (special tokens included): [B, D] float32 in the given order.
+
+    ``prompt_lens``: each sequence's prompt tokens (mean pooling with ``include_prompt=False`` skips them); all
+    zeros is the same as none.
+    """
+    if prompt_lens is not None:
+        prompt_lens = [min(p, len(x)) for p, x in zip(prompt_lens, ids, strict=True)]
+        if not any(prompt_lens):
+            prompt_lens = None
+    with torch.inference_mode():
+        return forward(pack(ids, device, prompt_lens=prompt_lens)).float().cpu().numpy()
+
+
 def show_progress(progress: bool | None, total_tokens: int) -> bool:
     """Progress bars on long jobs in a terminal, unless told otherwise."""
     if progress is not None:
@@ -85,35 +63,24 @@ def show_progress(progress: bool | None, total_tokens: int) -> bool:
     return sys.stderr.isatty() and total_tokens > 50_000
 
 
-def run_batches(
-    forward: Callable[[PackedBatch], torch.Tensor],
-    ids: list[list[int]],
-    *,
-    dim: int,
-    batch_tokens: int,
-    device: torch.device,
-    prompt_len: int = 0,
-    progress: bool | None = None,
-) -> np.ndarray:
-    """Embed every sequence with ``forward`` and return [N, D] float32 in the input order."""
+def run_batches(forward: Callable[[PackedBatch], torch.Tensor], ids: Sequence[Sequence[int]], *, dim: int,
+                batch_tokens: int, device: torch.device, prompt_lens: Sequence[int] | None = None,
+                progress: bool | None = None) -> np.ndarray:
+    """Embed every sequence with ``forward`` in token-budget batches and return [N, D] float32 in input order."""
     out = np.zeros((len(ids), dim), dtype=np.float32)
     if not ids:
         return out
     lengths = [len(x) for x in ids]
-    batches = plan_batches(lengths, batch_tokens)
     bar = None
     if show_progress(progress, sum(lengths)):
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(ids), desc="encode", unit="text")
-    with torch.inference_mode():
-        for idx in batches:
-            batch = pack([ids[i] for i in idx], device,
-                         prompt_lens=[min(prompt_len, lengths[i]) for i in idx] if prompt_len else None)
-            emb = forward(batch)
-            out[idx] = emb.float().cpu().numpy()
-            if bar is not None:
-                bar.update(len(idx))
+    for idx in plan_batches(lengths, batch_tokens):
+        out[idx] = embed_step(forward, [ids[i] for i in idx], device=device,
+                              prompt_lens=None if prompt_lens is None else [prompt_lens[i] for i in idx])
+        if bar is not None:
+            bar.update(len(idx))
     if bar is not None:
         bar.close()
     return out

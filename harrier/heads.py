@@ -15,6 +15,10 @@ from torch import nn
 
 PoolingMode = Literal["lasttoken", "mean", "cls"]
 SUPPORTED_POOLING = ("lasttoken", "mean", "cls")
+# Sentence-Transformers' Pooling config keys (older files have only these booleans, newer ones also pooling_mode)
+ST_POOLING_KEYS = {"cls": "pooling_mode_cls_token", "mean": "pooling_mode_mean_tokens",
+                   "max": "pooling_mode_max_tokens", "mean_sqrt_len_tokens": "pooling_mode_mean_sqrt_len_tokens",
+                   "weightedmean": "pooling_mode_weightedmean_tokens", "lasttoken": "pooling_mode_lasttoken"}
 SUPPORTED_ACTIVATIONS = {
     "torch.nn.modules.linear.Identity": None,
     "torch.nn.Identity": None,
@@ -55,6 +59,25 @@ def mean_pool(hidden_TD: torch.Tensor, cu_seqlens: torch.Tensor, skip_B: torch.T
 class PoolingConfig:
     mode: PoolingMode
     include_prompt: bool = True
+
+
+def pooling_from_st_config(raw: dict) -> PoolingConfig:
+    """Our pooling from a Sentence-Transformers ``Pooling/config.json``; unsupported modes are refused."""
+    mode = raw.get("pooling_mode")
+    if mode is None:
+        modes = [m for m, key in ST_POOLING_KEYS.items() if raw.get(key)]
+        mode = modes[0] if len(modes) == 1 else modes
+    if isinstance(mode, list):
+        mode = mode[0] if len(mode) == 1 else mode
+    if mode not in SUPPORTED_POOLING:
+        raise ValueError(f"pooling {mode!r} is not supported; supported: {', '.join(SUPPORTED_POOLING)}")
+    return PoolingConfig(mode=mode, include_prompt=bool(raw.get("include_prompt", True)))
+
+
+def st_pooling_config(pooling: PoolingConfig, dim: int) -> dict:
+    """The Sentence-Transformers ``Pooling/config.json`` for ``pooling`` over ``dim``-wide hidden states."""
+    return {"word_embedding_dimension": dim, **{key: pooling.mode == m for m, key in ST_POOLING_KEYS.items()},
+            "include_prompt": pooling.include_prompt}
 
 
 @dataclass(frozen=True, kw_only=True)

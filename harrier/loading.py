@@ -1,5 +1,8 @@
-"""Reading checkpoints: hub ids, Hugging Face / Sentence-Transformers directories (single or sharded safetensors),
-and GGUF files. Writing them back in the harrier Sentence-Transformers layout lives in ``saving.py``.
+"""Loading a ready model: hub ids, Hugging Face / Sentence-Transformers directories (single or sharded safetensors)
+and GGUF files become our model on its device and dtype, its tokenizer and its prompts.
+
+The one owner of device and dtype resolution. Weights are cast as they are read and handed to the model; nothing
+else keeps them, so a model loaded in bf16 holds no float32 copy. Writing the layout back lives in ``saving.py``.
 """
 
 from __future__ import annotations
@@ -7,44 +10,162 @@ from __future__ import annotations
 import json
 import logging
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
-from harrier.heads import SUPPORTED_POOLING, DenseConfig, PoolingConfig
+from harrier.heads import DenseConfig, Head, PoolingConfig, pooling_from_st_config
+from harrier.model import EmbeddingModel
 from harrier.models.config import DecoderConfig, decoder_config
 from harrier.prompts import PromptConfig
+from harrier.tokenize import TextTokenizer
 
 log = logging.getLogger(__name__)
 SUPPORTED_MODULES = ("Transformer", "Pooling", "Dense", "Normalize")
 HUB_FILES = ["*.json", "*.safetensors", "tokenizer.model", "*/*.json", "*/*.safetensors"]
-LOCAL_HINT = ("pass --model a local directory in Hugging Face / Sentence-Transformers layout "
-              "(e.g. --model ~/.cache/harrier-models/embeddinggemma-300m, fetched by "
-              "shared/models/fetch-embeddinggemma-300m.sh) or a .gguf file")
+LOCAL_HINT = ("pass --model a local directory in Hugging Face / Sentence-Transformers layout (one you downloaded "
+              "or saved, e.g. with `huggingface-cli download microsoft/harrier-oss-v1-270m --local-dir DIR` on a "
+              "machine with hub access) or a .gguf file")
+DType = Literal["auto", "float32", "bfloat16", "float16"]
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPE_NAMES = ("auto", *DTYPES)
 
 
 class ModelSourceError(ValueError):
     """The model could not be found or downloaded."""
 
 
-@dataclass(kw_only=True)
-class Checkpoint:
-    """Everything read from disk, before any module is built."""
+@dataclass(frozen=True, kw_only=True)
+class ModelCard:
+    """What a checkpoint declares besides its weights. A loaded model keeps this (``info`` and saving read it)."""
 
     source: str
     hf_config: dict[str, Any]
     decoder: DecoderConfig
-    backbone_state: dict[str, torch.Tensor]
     pooling: PoolingConfig
-    dense: list[DenseConfig] = field(default_factory=list)
-    dense_state: list[dict[str, torch.Tensor]] = field(default_factory=list)
+    dense: tuple[DenseConfig, ...] = ()
     normalize: bool = True
     tokenizer_json: str
     tokenizer_files: dict[str, str] = field(default_factory=dict)
     prompts: PromptConfig
-    max_length: int
+    max_length: int  # the checkpoint's own limit (what an export declares)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Checkpoint:
+    """A checkpoint found on disk: its card, and readers of its weights that cast each tensor as they read it."""
+
+    card: ModelCard
+    read_backbone: Callable[[torch.dtype], dict[str, torch.Tensor]]  # names as in our Decoder's state dict
+    read_dense: Callable[[torch.dtype], list[dict[str, torch.Tensor]]]  # one state dict per Dense module
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoadedModel:
+    """A ready model: our module on its device and dtype, its tokenizer, and what its checkpoint declared."""
+
+    model: EmbeddingModel
+    tokenizer: TextTokenizer
+    card: ModelCard
+    device: torch.device
+    dtype: torch.dtype
+
+    @property
+    def prompts(self) -> PromptConfig:
+        return self.card.prompts
+
+
+@cache
+def cpu_has_native_bf16() -> bool:
+    """True when this CPU has bf16 matrix instructions (AVX512-BF16 or AMX); elsewhere bf16 is slower than fp32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    kind = str(device).split(":", 1)[0]
+    if kind not in ("cpu", "cuda"):
+        raise ValueError(f"device {str(device)!r} is not supported; supported: cpu, cuda, cuda:N")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for but CUDA is not available here; use --device cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(f"device {str(device)!r} is not a valid device string ({err})") from err
+
+
+def resolve_dtype(dtype: DType | torch.dtype, device: torch.device, hf_config: dict, model_type: str) -> torch.dtype:
+    """The compute dtype. ``auto``: the checkpoint's, except float16 for Gemma-3 (its activations overflow) and
+    bf16 on a CPU without native bf16 (slower than fp32); those fall back to bf16 on CUDA / float32."""
+    fast_bf16 = device.type != "cpu" or cpu_has_native_bf16()
+    gemma = model_type == "gemma3_text"
+    if isinstance(dtype, str) and dtype == "auto":
+        name = str(hf_config.get("dtype") or hf_config.get("torch_dtype") or "float32").removeprefix("torch.")
+        chosen = DTYPES.get(name, torch.float32)
+        if chosen == torch.float16 and gemma:
+            chosen = torch.bfloat16 if device.type == "cuda" else torch.float32
+        return torch.float32 if chosen == torch.bfloat16 and not fast_bf16 else chosen
+    chosen = dtype if isinstance(dtype, torch.dtype) else DTYPES.get(dtype)
+    if chosen is None:
+        raise ValueError(f"dtype {dtype!r} is not supported; supported: {', '.join(DTYPE_NAMES)}")
+    if chosen == torch.float16 and gemma:
+        raise ValueError("float16 overflows Gemma-3 activations (NaN/inf embeddings); use bfloat16 or float32")
+    if chosen == torch.bfloat16 and not fast_bf16:
+        warnings.warn("this CPU has no native bf16 matrix instructions: bfloat16 will be slower than float32",
+                      stacklevel=3)
+    return chosen
+
+
+def load_model(name_or_path: str | Path, *, device: str | torch.device | None = None,
+               dtype: DType | torch.dtype = "auto", max_length: int | None = None, revision: str | None = None,
+               cache_dir: str | None = None) -> LoadedModel:
+    """A hub id, local directory or .gguf file as a ready model (see ``Embedder.from_pretrained`` for arguments)."""
+    ckpt = read_checkpoint(resolve(name_or_path, revision=revision, cache_dir=cache_dir))
+    dev = resolve_device(device)
+    return ready_model(ckpt, device=dev, dtype=resolve_dtype(dtype, dev, ckpt.card.hf_config,
+                                                              ckpt.card.decoder.model_type), max_length=max_length)
+
+
+def ready_model(ckpt: Checkpoint, *, device: torch.device, dtype: torch.dtype,
+                max_length: int | None = None) -> LoadedModel:
+    """Build the model from ``ckpt`` (its weights are read here, once) and its tokenizer truncating at
+    ``max_length`` (default: the checkpoint's limit)."""
+    card = ckpt.card
+    limit = card.max_length
+    if max_length is not None:
+        if max_length < 2:
+            raise ValueError(f"max_length must be at least 2, got {max_length}")
+        if max_length > card.decoder.max_position_embeddings:
+            warnings.warn(f"max_length {max_length} exceeds the model's {card.decoder.max_position_embeddings} "
+                          "positions", stacklevel=3)
+        limit = max_length
+    special = {k: card.hf_config.get(k) for k in ("bos_token_id", "eos_token_id", "pad_token_id")}
+    tokenizer = TextTokenizer.from_json(card.tokenizer_json, max_length=limit, extra_special=special)
+    model = build_model(card, ckpt, dtype).to(device=device).eval()
+    return LoadedModel(model=model, tokenizer=tokenizer, card=card, device=device, dtype=dtype)
+
+
+def build_model(card: ModelCard, ckpt: Checkpoint, dtype: torch.dtype) -> EmbeddingModel:
+    """Our modules holding the checkpoint's tensors, cast to ``dtype`` as read and assigned (not copied)."""
+    with torch.device("meta"):
+        model = EmbeddingModel(card.decoder, Head(card.pooling, list(card.dense), card.normalize))
+    state = {f"backbone.{k}": v for k, v in ckpt.read_backbone(dtype).items()}
+    for i, dense_state in enumerate(ckpt.read_dense(dtype) if card.dense else []):
+        state.update({f"head.dense.{i}.{k}": v for k, v in dense_state.items()})
+    missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
+    if missing or unexpected:
+        raise ValueError(f"checkpoint {card.source} does not match its config: missing {missing[:5]}, "
+                         f"unexpected {unexpected[:5]}")
+    return model
 
 
 def resolve(name_or_path: str | Path, *, revision: str | None = None, cache_dir: str | None = None) -> Path:
@@ -66,7 +187,7 @@ def resolve(name_or_path: str | Path, *, revision: str | None = None, cache_dir:
 
 
 def read_checkpoint(path: Path) -> Checkpoint:
-    """Read a Sentence-Transformers / Hugging Face directory or a GGUF file."""
+    """A Sentence-Transformers / Hugging Face directory or a GGUF file: its card now, its weights when read."""
     if path.is_file():
         if path.suffix != ".gguf":
             raise ModelSourceError(f"{path} is a file but not .gguf; give a model directory or a .gguf file")
@@ -80,25 +201,26 @@ def read_checkpoint(path: Path) -> Checkpoint:
         raise ValueError("multimodal gemma3 checkpoints are not supported; supported model types: gemma3_text, qwen3")
     cfg = decoder_config(hf_config)
     pooling, normalize = _read_pooling(path, modules)
-    dense, dense_state = _read_dense(path, modules)
-    max_length = _max_length(path, root, cfg)
+    dense = _read_dense(path, modules)
     st_config = _read_json(path / "config_sentence_transformers.json") or {}
-    return Checkpoint(
+    _safetensors_files(root)  # a missing weights file fails here, before any work
+    card = ModelCard(
         source=str(path),
         hf_config=hf_config,
         decoder=cfg,
-        backbone_state=read_safetensors_dir(root),
         pooling=pooling,
-        dense=dense,
-        dense_state=dense_state,
+        dense=tuple(dense),
         normalize=normalize,
         tokenizer_json=_read_tokenizer(root),
         tokenizer_files={n: (root / n).read_text(encoding="utf-8") for n in ("tokenizer_config.json",
                          "special_tokens_map.json") if (root / n).is_file()},
         prompts=PromptConfig(prompts=dict(st_config.get("prompts") or {}),
                              default_prompt_name=st_config.get("default_prompt_name")),
-        max_length=max_length,
+        max_length=_max_length(path, root, cfg),
     )
+    dense_dirs = [path / sub for sub in modules.get("Dense", [])]
+    return Checkpoint(card=card, read_backbone=lambda dtype: read_safetensors_dir(root, dtype=dtype),
+                      read_dense=lambda dtype: [_read_module_weights(d, dtype) for d in dense_dirs])
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -133,23 +255,11 @@ def _read_pooling(path: Path, modules: dict[str, list[str]]) -> tuple[PoolingCon
                       stacklevel=3)
         return PoolingConfig(mode="lasttoken"), True
     raw = _read_json(path / modules["Pooling"][0] / "config.json") or {}
-    mode = raw.get("pooling_mode")
-    if mode is None:
-        legacy = {"pooling_mode_cls_token": "cls", "pooling_mode_mean_tokens": "mean",
-                  "pooling_mode_lasttoken": "lasttoken", "pooling_mode_max_tokens": "max",
-                  "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len_tokens",
-                  "pooling_mode_weightedmean_tokens": "weightedmean"}
-        modes = [v for k, v in legacy.items() if raw.get(k)]
-        mode = modes[0] if len(modes) == 1 else modes
-    if isinstance(mode, list):
-        mode = mode[0] if len(mode) == 1 else mode
-    if mode not in SUPPORTED_POOLING:
-        raise ValueError(f"pooling {mode!r} is not supported; supported: {', '.join(SUPPORTED_POOLING)}")
-    return PoolingConfig(mode=mode, include_prompt=bool(raw.get("include_prompt", True))), "Normalize" in modules
+    return pooling_from_st_config(raw), "Normalize" in modules
 
 
-def _read_dense(path: Path, modules: dict[str, list[str]]) -> tuple[list[DenseConfig], list[dict[str, torch.Tensor]]]:
-    configs, states = [], []
+def _read_dense(path: Path, modules: dict[str, list[str]]) -> list[DenseConfig]:
+    configs = []
     for sub in modules.get("Dense", []):
         raw = _read_json(path / sub / "config.json")
         if raw is None:
@@ -159,24 +269,23 @@ def _read_dense(path: Path, modules: dict[str, list[str]]) -> tuple[list[DenseCo
             bias=bool(raw.get("bias", True)),
             activation=raw.get("activation_function") or "torch.nn.modules.activation.Tanh",
         ))
-        states.append(_read_module_weights(path / sub))
-    return configs, states
+        if not any((path / sub / n).is_file() for n in ("model.safetensors", "pytorch_model.bin")):
+            raise ModelSourceError(f"{path / sub} has no model.safetensors or pytorch_model.bin")
+    return configs
 
 
-def _read_module_weights(path: Path) -> dict[str, torch.Tensor]:
+def _read_module_weights(path: Path, dtype: torch.dtype) -> dict[str, torch.Tensor]:
     if (path / "model.safetensors").is_file():
         from safetensors.torch import load_file
 
-        return load_file(path / "model.safetensors")
+        return {k: v.to(dtype) for k, v in load_file(path / "model.safetensors").items()}
     if (path / "pytorch_model.bin").is_file():
-        return torch.load(path / "pytorch_model.bin", map_location="cpu", weights_only=True)
+        state = torch.load(path / "pytorch_model.bin", map_location="cpu", weights_only=True)
+        return {k: v.to(dtype) for k, v in state.items()}
     raise ModelSourceError(f"{path} has no model.safetensors or pytorch_model.bin")
 
 
-def read_safetensors_dir(root: Path) -> dict[str, torch.Tensor]:
-    """Backbone weights from model.safetensors or a sharded index, with ``model.`` prefixes and lm_head dropped."""
-    from safetensors.torch import load_file
-
+def _safetensors_files(root: Path) -> list[Path]:
     index = _read_json(root / "model.safetensors.index.json")
     if index is not None:
         files = sorted(set(index["weight_map"].values()))
@@ -184,14 +293,25 @@ def read_safetensors_dir(root: Path) -> dict[str, torch.Tensor]:
         files = ["model.safetensors"]
     else:
         raise ModelSourceError(f"{root} has no model.safetensors or model.safetensors.index.json")
+    missing = [n for n in files if not (root / n).is_file()]
+    if missing:
+        raise ModelSourceError(f"shard {missing[0]} listed in the index is missing from {root}")
+    return [root / n for n in files]
+
+
+def read_safetensors_dir(root: Path, *, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    """Backbone weights from model.safetensors or a sharded index, with ``model.`` prefixes and lm_head dropped,
+    each tensor cast to ``dtype`` as it is read (peak memory: the cast weights plus one tensor as stored)."""
+    from safetensors import safe_open
+
     state: dict[str, torch.Tensor] = {}
-    for name in files:
-        if not (root / name).is_file():
-            raise ModelSourceError(f"shard {name} listed in the index is missing from {root}")
-        for key, value in load_file(root / name).items():
-            if key.startswith("lm_head."):
-                continue
-            state[key.removeprefix("model.")] = value
+    for file in _safetensors_files(root):
+        with safe_open(str(file), framework="pt") as f:
+            for key in f.keys():  # noqa: SIM118 (safe_open is not a mapping)
+                if key.startswith("lm_head."):
+                    continue
+                tensor = f.get_tensor(key)
+                state[key.removeprefix("model.")] = tensor if dtype is None else tensor.to(dtype)
     return state
 
 
@@ -218,18 +338,18 @@ def _max_length(path: Path, root: Path, cfg: DecoderConfig) -> int:
 def _read_gguf(path: Path) -> Checkpoint:
     from harrier.gguf import read_gguf
 
-    ckpt = read_gguf(path)
-    cfg = decoder_config(ckpt.config)
-    max_length = min(cfg.max_position_embeddings, 32_768)
+    gguf = read_gguf(path)
+    cfg = decoder_config(gguf.config)
     log.info("GGUF %s: using last-token pooling + L2 normalisation (a decoder LM has no pooling config)", path.name)
-    return Checkpoint(
-        source=str(path),
-        hf_config=ckpt.config,
-        decoder=cfg,
-        backbone_state=ckpt.state_dict,
-        pooling=PoolingConfig(mode="lasttoken"),
-        normalize=True,
-        tokenizer_json=ckpt.tokenizer_json,
-        prompts=PromptConfig(prompts={}),
-        max_length=max_length,
-    )
+    card = ModelCard(source=str(path), hf_config=gguf.config, decoder=cfg, pooling=PoolingConfig(mode="lasttoken"),
+                     normalize=True, tokenizer_json=gguf.tokenizer_json, prompts=PromptConfig(prompts={}),
+                     max_length=min(cfg.max_position_embeddings, 32_768))
+    held = [gguf.state_dict]  # dequantized already (the file must be read to know its config); handed over once
+
+    def read_backbone(dtype: torch.dtype) -> dict[str, torch.Tensor]:
+        if not held:
+            raise RuntimeError(f"the weights of {path} were already handed to a model")
+        state = held.pop()
+        return {k: state.pop(k).to(dtype) for k in list(state)}
+
+    return Checkpoint(card=card, read_backbone=read_backbone, read_dense=lambda dtype: [])

@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from harrier.engine import PackedBatch
 from harrier.heads import Head
 from harrier.models.config import DecoderConfig
 from harrier.models.decoder import Decoder
+from harrier.packing import PackedBatch
 
 
 class EmbeddingModel(nn.Module):

@@ -127,3 +127,31 @@ def resolve_prefix(
     if name not in config.prompts:
         raise unknown_name_error("prompt name", name, list(config.prompts))
     return config.prompts[name]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Prompt:
+    """One text's prompt, given one of the four ways ``encode`` takes (at most one set; none: no prefix, unless the
+    checkpoint declares a default prompt name)."""
+
+    prompt_name: str | None = None
+    prompt: str | None = None
+    instruction: str | None = None
+    task: str | None = None
+
+    def prefix(self, config: PromptConfig) -> str:
+        return resolve_prefix(config, prompt_name=self.prompt_name, prompt=self.prompt, instruction=self.instruction,
+                              task=self.task)
+
+
+PromptSpec = Prompt | str | None  # a Prompt, a prompt name, or None (raw: documents)
+
+
+def prefix_for(config: PromptConfig, spec: PromptSpec) -> str:
+    """The prefix for one item's prompt: a prompt name, a :class:`Prompt`, or None (the checkpoint's default
+    prompt if it declares one, else raw)."""
+    if isinstance(spec, Prompt):
+        return spec.prefix(config)
+    if spec is None or isinstance(spec, str):
+        return resolve_prefix(config, prompt_name=spec)
+    raise ValueError(f"a prompt is a prompt name, a harrier.prompts.Prompt or None, not {type(spec).__name__}")

@@ -10,12 +10,13 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
-if TYPE_CHECKING:
-    from harrier.embedder import Embedder
+from harrier.heads import st_pooling_config
+from harrier.loading import ModelCard
+from harrier.model import EmbeddingModel
 
 ST_PREFIX = "sentence_transformers.models."
 
@@ -25,50 +26,40 @@ def _write_json(path: Path, obj: Any) -> None:
     path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def _pooling_config(mode: str, dim: int, include_prompt: bool) -> dict[str, Any]:
-    return {
-        "word_embedding_dimension": dim,
-        "pooling_mode_cls_token": mode == "cls",
-        "pooling_mode_mean_tokens": mode == "mean",
-        "pooling_mode_max_tokens": False,
-        "pooling_mode_mean_sqrt_len_tokens": False,
-        "pooling_mode_weightedmean_tokens": False,
-        "pooling_mode_lasttoken": mode == "lasttoken",
-        "include_prompt": include_prompt,
-    }
-
-
 def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
 
 
-def save_pretrained(embedder: Embedder, path: Path, *, extra_files: dict[str, Any] | None = None) -> None:
-    """Write ``embedder`` to ``path`` atomically (a temporary sibling directory renamed into place).
+def save_pretrained(path: Path, *, model: EmbeddingModel, card: ModelCard, max_length: int, dtype: torch.dtype,
+                    extra_files: dict[str, Any] | None = None) -> None:
+    """Write ``model`` to ``path`` atomically (a temporary sibling directory renamed into place).
 
     Args:
+        card: what the checkpoint declared (config, tokenizer files, prompts); ``model``'s head is written as is.
+        max_length: the limit to declare (``sentence_bert_config.json``, ``tokenizer_config.json``).
+        dtype: recorded in config.json.
         extra_files: more JSON files to write (name -> object), e.g. the resolved training config.
     """
     from safetensors.torch import save_file
 
-    model, ckpt = embedder.model, embedder.checkpoint
     path = path.expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    dtype_name = str(embedder.dtype).removeprefix("torch.")
-    _write_json(tmp / "config.json", {**ckpt.hf_config, "dtype": dtype_name})
+    dtype_name = str(dtype).removeprefix("torch.")
+    _write_json(tmp / "config.json", {**card.hf_config, "dtype": dtype_name})
     save_file(_contiguous(model.backbone.state_dict()), tmp / "model.safetensors", metadata={"format": "pt"})
-    (tmp / "tokenizer.json").write_text(ckpt.tokenizer_json, encoding="utf-8")
-    tok_cfg = json.loads(ckpt.tokenizer_files.get("tokenizer_config.json", "{}"))
-    tok_cfg["model_max_length"] = embedder.max_length
+    (tmp / "tokenizer.json").write_text(card.tokenizer_json, encoding="utf-8")
+    tok_cfg = json.loads(card.tokenizer_files.get("tokenizer_config.json", "{}"))
+    tok_cfg["model_max_length"] = max_length
     _write_json(tmp / "tokenizer_config.json", tok_cfg)
-    for name, text in ckpt.tokenizer_files.items():
+    for name, text in card.tokenizer_files.items():
         if name != "tokenizer_config.json":
             (tmp / name).write_text(text, encoding="utf-8")
 
     modules = [{"idx": 0, "name": "0", "path": "", "type": ST_PREFIX + "Transformer"}]
     head = model.head
     _write_json(tmp / "1_Pooling" / "config.json",
-                _pooling_config(head.pooling.mode, model.cfg.hidden_size, head.pooling.include_prompt))
+                st_pooling_config(head.pooling, model.cfg.hidden_size))
     modules.append({"idx": 1, "name": "1", "path": "1_Pooling", "type": ST_PREFIX + "Pooling"})
     for dense in head.dense:
         idx = len(modules)
@@ -85,11 +76,11 @@ def save_pretrained(embedder: Embedder, path: Path, *, extra_files: dict[str, An
     _write_json(tmp / "modules.json", modules)
     _write_json(tmp / "config_sentence_transformers.json", {
         "model_type": "SentenceTransformer",
-        "prompts": dict(embedder.prompt_config.prompts),
-        "default_prompt_name": embedder.prompt_config.default_prompt_name,
+        "prompts": dict(card.prompts.prompts),
+        "default_prompt_name": card.prompts.default_prompt_name,
         "similarity_fn_name": "cosine",
     })
-    _write_json(tmp / "sentence_bert_config.json", {"max_seq_length": embedder.max_length, "do_lower_case": False})
+    _write_json(tmp / "sentence_bert_config.json", {"max_seq_length": max_length, "do_lower_case": False})
     for name, obj in (extra_files or {}).items():
         _write_json(tmp / name, obj)
     os.chmod(tmp, 0o755)

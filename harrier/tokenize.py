@@ -25,6 +25,15 @@ class Tokenized:
     truncated: list[int]  # indices of texts that were cut to max_length
 
 
+@dataclass(frozen=True)
+class TokenizedItems:
+    """Texts with their own prompts, tokenized: what one packed batch needs per sequence."""
+
+    ids: list[list[int]]  # special tokens included, at most max_length each
+    prompt_lens: list[int]  # tokens of each text's prompt (0 for none)
+    truncated: list[int]  # indices of texts that were cut to max_length
+
+
 class TextTokenizer:
     """A ``tokenizers.Tokenizer`` plus the special-token facts pooling and prompts depend on."""
 
@@ -34,6 +43,7 @@ class TextTokenizer:
         self.special_ids = special_ids
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_length)
+        self._specials = self._special_frame()
 
     @staticmethod
     def from_json(text: str, *, max_length: int, extra_special: dict | None = None) -> TextTokenizer:
@@ -46,6 +56,20 @@ class TextTokenizer:
             if isinstance(value, int):
                 special.add(value)
         return TextTokenizer(tok, max_length=max_length, special_ids=frozenset(special))
+
+    def _special_frame(self) -> tuple[list[int], list[int]]:
+        """The special tokens the post-processor puts before and after a text (e.g. [BOS], [EOS])."""
+        plain = self.tokenizer.encode("a", add_special_tokens=False).ids
+        full = self.tokenizer.encode("a", add_special_tokens=True).ids
+        for start in range(len(full) - len(plain) + 1):
+            if full[start:start + len(plain)] == plain:
+                return full[:start], full[start + len(plain):]
+        raise ValueError("this tokenizer's post-processor changes the text's own tokens; token-id input is unsupported")
+
+    def with_specials(self, ids: list[int]) -> list[int]:
+        """Raw token ids framed with the special tokens the checkpoint's post-processor adds (BOS/EOS)."""
+        before, after = self._specials
+        return [*before, *ids, *after]
 
     def set_max_length(self, max_length: int) -> None:
         self.max_length = max_length

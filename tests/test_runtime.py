@@ -13,7 +13,7 @@ import tiny
 import torch
 
 from harrier import Embedder
-from harrier.engine import pack
+from harrier.packing import pack
 from harrier.models import decoder_config
 from harrier.models import layers as layers_mod
 from harrier.prompts import HARRIER_PROMPTS, task_instructions, task_prefix

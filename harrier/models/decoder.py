@@ -13,7 +13,8 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from harrier.models.config import DecoderConfig
-from harrier.models.layers import MLP, Attention, RMSNorm, SeqGroups, rope_cos_sin
+from harrier.models.layers import MLP, Attention, RMSNorm, rope_cos_sin
+from harrier.packing import SeqGroups
 
 
 class DecoderLayer(nn.Module):

@@ -6,13 +6,12 @@ K = key/value heads, E = head dim, F = intermediate size, B = sequences.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from harrier.models.config import DecoderConfig, RopeConfig
+from harrier.packing import SeqGroups
 
 
 class RMSNorm(nn.Module):
@@ -47,29 +46,6 @@ def apply_rope(x_THE: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tor
     half = x_THE.shape[-1] // 2
     rotated = torch.cat((-x_THE[..., half:], x_THE[..., :half]), dim=-1)
     return x_THE * cos + rotated * sin
-
-
-@dataclass(frozen=True)
-class SeqGroups:
-    """Runs of consecutive equal-length sequences in a packed batch: ``(token_start, n_seqs, length)`` each.
-
-    Length-sorted batches have long runs, so attention runs as a few batched SDPA calls with no padding.
-    """
-
-    runs: tuple[tuple[int, int, int], ...]
-
-    @staticmethod
-    def from_lengths(lengths: list[int]) -> SeqGroups:
-        runs: list[tuple[int, int, int]] = []
-        start = 0
-        for n in lengths:
-            if runs and runs[-1][2] == n:
-                s, c, _ = runs[-1]
-                runs[-1] = (s, c + 1, n)
-            else:
-                runs.append((start, 1, n))
-            start += n
-        return SeqGroups(tuple(runs))
 
 
 WINDOW_BLOCK = 2048  # query block size for sliding-window attention on long sequences

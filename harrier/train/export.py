@@ -7,10 +7,11 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
-import torch
 from torch import nn
 
-from harrier.embedder import Embedder, build_model
+from harrier.embedder import Embedder
+from harrier.heads import Head
+from harrier.model import EmbeddingModel
 from harrier.saving import save_pretrained
 from harrier.train.config import TrainConfig, to_dict
 from harrier.train.distributed import DistInfo, barrier, is_distributed
@@ -22,7 +23,7 @@ CONFIG_FILE = "harrier_training.json"
 def declared_max_length(student: Embedder, cfg: TrainConfig) -> int:
     """The student's inference limit: ``model.export_max_length``, else the init model's own limit (a decoder
     LM's context, an embedder's max_seq_length), not ``model.max_length`` (where training texts are cut)."""
-    return cfg.model.export_max_length or student.checkpoint.max_length
+    return cfg.model.export_max_length or student.card.max_length
 
 
 @contextlib.contextmanager
@@ -44,15 +45,14 @@ def export(student: Embedder, model: nn.Module, path: Path, cfg: TrainConfig, in
 
         full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     if info.is_main:
-        embedder = student
-        if full is not None:
-            plain = build_model(student.checkpoint).to(torch.float32)
+        plain = student.model
+        if full is not None:  # the sharded module cannot be saved as is: a plain fp32 copy on the CPU holds the state
+            card = student.card
+            plain = EmbeddingModel(card.decoder, Head(card.pooling, list(card.dense), card.normalize))
             plain.load_state_dict(full)
-            embedder = Embedder(plain, student.tokenizer, student.prompt_config, checkpoint=student.checkpoint,
-                                device=torch.device("cpu"), dtype=torch.float32)
-        embedder.model.eval()
-        with inference_length(embedder, cfg):
-            save_pretrained(embedder, path, extra_files={CONFIG_FILE: to_dict(cfg)})
+        plain.eval()
+        save_pretrained(path, model=plain, card=student.card, max_length=declared_max_length(student, cfg),
+                        dtype=student.dtype, extra_files={CONFIG_FILE: to_dict(cfg)})
         log.info("exported %s (max_seq_length %d)", path, declared_max_length(student, cfg))
     barrier()
     return path

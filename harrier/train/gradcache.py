@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from harrier.engine import pack, plan_batches
+from harrier.engine import plan_batches
+from harrier.packing import pack
 
 SyncContext = Callable[[bool], contextlib.AbstractContextManager]
 LossFn = Callable[[list[Tensor]], tuple[Tensor, dict[str, float]]]

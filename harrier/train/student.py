@@ -18,11 +18,10 @@ from pathlib import Path
 import torch
 
 from harrier import loading
-from harrier.embedder import Embedder, build_model, resolve_device
+from harrier.embedder import Embedder
 from harrier.heads import PoolingConfig
 from harrier.models.config import decoder_config
 from harrier.prompts import HARRIER_PROMPTS, PromptConfig
-from harrier.tokenize import TextTokenizer
 
 log = logging.getLogger(__name__)
 
@@ -82,36 +81,33 @@ def embedder_from_decoder_lm(path: str | Path, *, device: str | torch.device | N
     with warnings.catch_warnings():  # "declares no pooling": expected for an LM, we set the pooling below
         warnings.filterwarnings("ignore", message=".*declares no pooling.*")
         ckpt = loading.read_checkpoint(loading.resolve(path))
-    hf = copy.deepcopy(ckpt.hf_config)
+    card = ckpt.card
+    hf = copy.deepcopy(card.hf_config)
     hf.pop("use_bidirectional_attention", None)
     if full_attention and hf.get("model_type") == "gemma3_text":
         hf["layer_types"] = ["full_attention"] * int(hf["num_hidden_layers"])
         hf.pop("sliding_window_pattern", None)
     eos = _eos_id(hf)
     context = min(int(hf.get("max_position_embeddings", 32_768)), 32_768)
-    max_length = max_length or context
-    ckpt = dataclasses.replace(
-        ckpt, hf_config=hf, decoder=decoder_config(hf), pooling=PoolingConfig(mode="lasttoken"), dense=[],
-        dense_state=[], normalize=True, tokenizer_json=append_eos(ckpt.tokenizer_json, eos),
-        prompts=PromptConfig(prompts=dict(HARRIER_PROMPTS)), max_length=context,
+    tokenizer_files = {**card.tokenizer_files, "tokenizer_config.json": json.dumps(
+        {**json.loads(card.tokenizer_files.get("tokenizer_config.json", "{}")), "model_max_length": context})}
+    card = dataclasses.replace(
+        card, hf_config=hf, decoder=decoder_config(hf), pooling=PoolingConfig(mode="lasttoken"), dense=(),
+        normalize=True, tokenizer_json=append_eos(card.tokenizer_json, eos),
+        prompts=PromptConfig(prompts=dict(HARRIER_PROMPTS)), max_length=context, tokenizer_files=tokenizer_files,
     )
-    ckpt.tokenizer_files = {**ckpt.tokenizer_files, "tokenizer_config.json": json.dumps(
-        {**json.loads(ckpt.tokenizer_files.get("tokenizer_config.json", "{}")), "model_max_length": context})}
-    dev = resolve_device(device)
-    model = build_model(ckpt).to(device=dev, dtype=torch.float32)
-    special = {k: hf.get(k) for k in ("bos_token_id", "eos_token_id", "pad_token_id")}
-    tokenizer = TextTokenizer.from_json(ckpt.tokenizer_json, max_length=max_length, extra_special=special)
+    loaded = loading.ready_model(dataclasses.replace(ckpt, card=card), device=loading.resolve_device(device),
+                                 dtype=torch.float32, max_length=max_length or context)
     log.info("student from decoder LM %s: %d layers, causal, last-token pooling, EOS %d appended",
-             path, ckpt.decoder.num_layers, eos)
-    return Embedder(model, tokenizer, ckpt.prompts, checkpoint=ckpt, device=dev, dtype=torch.float32,
-                    truncation="silent")
+             path, card.decoder.num_layers, eos)
+    return Embedder(loaded, truncation="silent")
 
 
 def load_student(path: str | Path, *, kind: str = "auto", device: str | torch.device | None = None,
                  max_length: int | None = None) -> Embedder:
     """The student as an fp32 :class:`Embedder` whose ``model`` trains (mixed precision comes from autocast).
 
-    ``max_length``: where texts are truncated (default: the model's own limit); ``student.checkpoint.max_length``
+    ``max_length``: where texts are truncated (default: the model's own limit); ``student.card.max_length``
     keeps the model's own limit, which the export declares.
     """
     kind = detect_kind(path) if kind == "auto" else kind
