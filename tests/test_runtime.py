@@ -13,9 +13,9 @@ import tiny
 import torch
 
 from harrier import Embedder
-from harrier.packing import pack
 from harrier.models import decoder_config
 from harrier.models import layers as layers_mod
+from harrier.packing import pack
 from harrier.prompts import HARRIER_PROMPTS, task_instructions, task_prefix
 from harrier.tokenize import TruncationError
 
