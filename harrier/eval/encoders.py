@@ -24,6 +24,7 @@ import numpy as np
 
 from harrier.eval.tasks import DEFAULT_INSTRUCTIONS, TASK_TYPES, TaskSpec
 from harrier.prompts import MTEB_TEMPLATE, task_instructions
+from harrier.vectors import l2_normalize
 
 log = logging.getLogger(__name__)
 PROMPT_TYPES = ("query", "document")
@@ -149,13 +150,6 @@ def weights_fingerprint(path: str | Path) -> str:
     return h.hexdigest()[:16]
 
 
-def unit_rows(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm in float32 (in place)."""
-    if len(x):
-        x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    return x
-
-
 def needs_renormalizing(normalizes: bool, dtype: object) -> bool:
     """A normalising model run in 16-bit floats returns vectors normalised *before* the final rounding (norms
     1 +- 0.4% in bf16), so dot-product and Euclidean metrics drift from cosine. The encoders renormalise those in
@@ -209,7 +203,7 @@ class HarrierEncoder:
         out = self.embedder.encode(list(texts), prompt=prompt or None, batch_tokens=self.batch_tokens,  # type: ignore[attr-defined]
                                    progress=self.progress or None)
         out = np.asarray(out, dtype=np.float32)
-        return unit_rows(out) if self.renormalize else out
+        return l2_normalize(out) if self.renormalize else out
 
 
 class SentenceTransformerEncoder:
@@ -249,7 +243,7 @@ class SentenceTransformerEncoder:
         out = self.model.encode(list(texts), prompt=prompt or None, batch_size=self.batch_size,  # type: ignore[attr-defined]
                                 convert_to_numpy=True, show_progress_bar=self.progress)
         out = np.asarray(out, dtype=np.float32)
-        return unit_rows(out) if self.renormalize else out
+        return l2_normalize(out) if self.renormalize else out
 
 
 def load_encoder(path: str, *, backend: str = "auto", device: str | None = None, dtype: str = "float32",

@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from harrier.vectors import l2_normalize
+
 SEED = 42  # mteb's default task seed
 
 
@@ -49,9 +51,7 @@ def sts_scores(emb1: np.ndarray, emb2: np.ndarray, gold: Sequence[float], *, min
 
 def cosine_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Cosine similarity of every row of ``a`` with every row of ``b`` (float32, like torch's cos_sim)."""
-    a_n = _as_f32(a) / np.maximum(np.linalg.norm(_as_f32(a), axis=1, keepdims=True), 1e-12)
-    b_n = _as_f32(b) / np.maximum(np.linalg.norm(_as_f32(b), axis=1, keepdims=True), 1e-12)
-    return a_n @ b_n.T
+    return l2_normalize(a) @ l2_normalize(b).T
 
 
 def nearest_neighbours(query: np.ndarray, corpus: np.ndarray, chunk: int = 1024) -> np.ndarray:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from harrier.eval.encoders import Encoder, PromptPolicy, choose_policy
+from harrier.vectors import l2_normalize
 
 
 @dataclass(frozen=True)
@@ -30,14 +31,6 @@ class _TaskView:
     type: str
     prompt: str | Mapping[str, str] | None = None
     protocol: Mapping[str, object] = field(default_factory=dict)
-
-
-def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = np.asarray(a, dtype=np.float32)
-    b = np.asarray(b, dtype=np.float32)
-    a = a / np.maximum(np.linalg.norm(a, axis=-1, keepdims=True), 1e-12)
-    b = b / np.maximum(np.linalg.norm(b, axis=-1, keepdims=True), 1e-12)
-    return a, b
 
 
 class MtebEncoder:
@@ -76,11 +69,11 @@ class MtebEncoder:
     def similarity(self, embeddings1: Any, embeddings2: Any) -> Any:
         import torch
 
-        a, b = _cosine(np.atleast_2d(embeddings1), np.atleast_2d(embeddings2))
+        a, b = l2_normalize(np.atleast_2d(embeddings1)), l2_normalize(np.atleast_2d(embeddings2))
         return torch.from_numpy(a @ b.T)
 
     def similarity_pairwise(self, embeddings1: Any, embeddings2: Any) -> Any:
         import torch
 
-        a, b = _cosine(embeddings1, embeddings2)
+        a, b = l2_normalize(embeddings1), l2_normalize(embeddings2)
         return torch.from_numpy((a * b).sum(axis=-1))
