@@ -43,17 +43,16 @@ def read_texts(source: str) -> tuple[list[str], list[dict] | None]:
         raise CLIError(f"input {source}: not UTF-8 text ({err.reason} at byte {err.start})") from err
     if path.suffix == ".txt":
         return lines, None
+    from harrier.jsonl import JsonlError, parse_lines
+
     records = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise CLIError(f"input {source} line {n}: not valid JSON ({err.msg})") from err
-        if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-            raise CLIError(f"input {source} line {n}: expected an object with a string field 'text'")
-        records.append(record)
+    try:
+        for n, record in parse_lines(lines):
+            if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+                raise CLIError(f"input {source} line {n}: expected an object with a string field 'text'")
+            records.append(record)
+    except JsonlError as err:
+        raise CLIError(f"input {source} line {err.line}: {err.reason}") from err
     return [r["text"] for r in records], records
 
 

@@ -15,13 +15,13 @@ Every line is a JSON object. Optional on every line: ``"lang"`` (subset; default
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Mapping
 from pathlib import Path
 
 from harrier.eval.data import BitextData, ClassificationData, ClusteringData, PairData, RetrievalData, TaskData
 from harrier.eval.tasks import TASK_TYPES, Selection, TaskSpec
+from harrier.jsonl import JsonlError, parse_lines
 
 REQUIRED = {
     "STS": ("sentence1", "sentence2", "score"),
@@ -36,17 +36,14 @@ def _read_jsonl(path: Path) -> list[dict[str, object]]:
     if not path.is_file():
         raise ValueError(f"task file {path} does not exist")
     rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}:{n}: not valid JSON ({err.msg})") from None
-        if not isinstance(row, dict):
-            raise ValueError(f"{path}:{n}: each line must be a JSON object")
-        row["_line"] = n
-        rows.append(row)
+    try:
+        for n, row in parse_lines(path.read_text(encoding="utf-8").splitlines()):
+            if not isinstance(row, dict):
+                raise ValueError(f"{path}:{n}: each line must be a JSON object")
+            row["_line"] = n
+            rows.append(row)
+    except JsonlError as err:
+        raise ValueError(f"{path}:{err.line}: {err.reason}") from None
     if not rows:
         raise ValueError(f"task file {path} has no rows")
     return rows

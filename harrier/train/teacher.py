@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from harrier.jsonl import JsonlError, parse_lines
 from harrier.train.config import TeacherConfig
 from harrier.train.data import Record, parse_record
 
@@ -64,12 +65,10 @@ def score_records(teacher: Teacher, records: Sequence[Record]) -> list[list[floa
 
 def _raw_lines(path: Path) -> Iterator[tuple[int, dict]]:
     with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    yield number, json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{path}:{number}: bad record: {err}") from err
+        try:
+            yield from parse_lines(f)
+        except JsonlError as err:
+            raise ValueError(f"{path}:{err.line}: bad record: {err.error}") from err.error
 
 
 def score_file(teacher: Teacher, src: Path, dst: Path, *, chunk: int = 256) -> int:
