@@ -34,7 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     p.add_argument("--task-type", choices=TASK_TYPES, help="task type of --task-file")
     p.add_argument("--instruction", help="instruction for --task-file (instruction models only)")
     p.add_argument("--output", help="folder for one mteb-layout JSON per task")
-    p.add_argument("--data-root", help="folder with the raw datasets (default: ../shared/data when it exists)")
+    p.add_argument("--data-root", help="folder with the raw datasets (default: $HARRIER_DATA)")
     p.add_argument("--prompts", default="auto", choices=["auto", "instructions", "model", "none"],
                    help="prompt policy: instructions (harrier/mteb template), model (config prompts), none")
     p.add_argument("--prompt-alias", action="append", default=[], metavar="KEY=OTHER",
@@ -53,8 +53,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     c.set_defaults(func=run)
     c.add_argument("results", help="folder with result JSON files")
     c.add_argument("--published", required=True, help="published model id, e.g. google/embeddinggemma-300m")
-    c.add_argument("--published-file", help="published scores JSON (default: ../shared/harrier/"
-                                            "published_mteb_scores.json next to the data root)")
+    c.add_argument("--published-file", help="published scores JSON (default: harrier/published_mteb_scores.json "
+                                            "beside the data root, when it is there)")
     c.add_argument("--data-root", dest="compare_data_root", help="data root used to find the default published file")
     c.add_argument("--tolerance", type=float, default=1.0, help="points of difference flagged with '!'")
 
@@ -62,9 +62,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
 def _published_file(args: argparse.Namespace) -> Path:
     if args.published_file:
         return Path(args.published_file)
-    from harrier.eval.run import resolve_data_root
+    from harrier.eval.run import default_data_root
 
-    root = resolve_data_root(args.compare_data_root or getattr(args, "data_root", None))
+    given = args.compare_data_root or getattr(args, "data_root", None)
+    root = Path(given) if given else default_data_root()
+    if root is None:
+        raise ValueError("no published scores file: pass --published-file FILE (a published_mteb_scores.json)")
     return root.parent / "harrier" / "published_mteb_scores.json"
 
 

@@ -15,16 +15,22 @@ Prompt policies reproduce how mteb prompts each kind of model:
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
-from harrier.eval.tasks import DEFAULT_INSTRUCTIONS, TASK_TYPES, TaskSpec
+from harrier.eval.tasks import DEFAULT_INSTRUCTIONS, TASK_TYPES
 from harrier.prompts import MTEB_TEMPLATE, task_instructions
 from harrier.vectors import l2_normalize
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+    from harrier.embedder import Embedder
 
 log = logging.getLogger(__name__)
 PROMPT_TYPES = ("query", "document")
@@ -40,18 +46,31 @@ class Encoder(Protocol):
     def encode(self, texts: Sequence[str], *, prompt: str | None = None) -> np.ndarray: ...
 
 
+class TaskInfo(Protocol):
+    """What a prompt policy reads of a task: a ``TaskSpec``, or the view ``MtebEncoder`` makes of mteb's metadata."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def type(self) -> str: ...
+
+    @property
+    def prompt(self) -> str | Mapping[str, str] | None: ...
+
+
 class PromptPolicy(Protocol):
     """Chooses the literal prompt for one kind of input of a task (``prompt_type`` None, "query" or "document")."""
 
     kind: str
 
-    def prompt(self, task: TaskSpec, prompt_type: str | None) -> str | None: ...
+    def prompt(self, task: TaskInfo, prompt_type: str | None) -> str | None: ...
 
 
 class NoPrompts:
     kind = "none"
 
-    def prompt(self, task: TaskSpec, prompt_type: str | None) -> str | None:
+    def prompt(self, task: TaskInfo, prompt_type: str | None) -> str | None:
         return None
 
 
@@ -64,7 +83,7 @@ class InstructionPrompts:
         self.table = dict(task_instructions() if table is None else table)
         self.template = template
 
-    def instruction(self, task: TaskSpec, prompt_type: str | None) -> str:
+    def instruction(self, task: TaskInfo, prompt_type: str | None) -> str:
         if task.name in self.table:
             return self.table[task.name]
         prompt = task.prompt
@@ -72,7 +91,7 @@ class InstructionPrompts:
             prompt = prompt.get(prompt_type or "query")
         return prompt or DEFAULT_INSTRUCTIONS.get(task.type, DEFAULT_INSTRUCTIONS["Retrieval"])
 
-    def prompt(self, task: TaskSpec, prompt_type: str | None) -> str | None:
+    def prompt(self, task: TaskInfo, prompt_type: str | None) -> str | None:
         if prompt_type == "document":
             return None
         # no strip(): mteb keeps instructions verbatim, trailing spaces included
@@ -98,7 +117,7 @@ class NamedPrompts:
     def __init__(self, prompts: Mapping[str, str]) -> None:
         self.prompts = dict(prompts)
 
-    def prompt_name(self, task: TaskSpec, prompt_type: str | None) -> str | None:
+    def prompt_name(self, task: TaskInfo, prompt_type: str | None) -> str | None:
         keys = []
         if prompt_type:
             keys.append(f"{task.name}-{prompt_type}")
@@ -110,7 +129,7 @@ class NamedPrompts:
             keys.append(prompt_type)
         return next((k for k in keys if k in self.prompts), None)
 
-    def prompt(self, task: TaskSpec, prompt_type: str | None) -> str | None:
+    def prompt(self, task: TaskInfo, prompt_type: str | None) -> str | None:
         name = self.prompt_name(task, prompt_type)
         return None if name is None else self.prompts[name]
 
@@ -178,15 +197,14 @@ class HarrierEncoder:
 
     instruction_model = True
 
-    def __init__(self, embedder: object, name: str, *, batch_tokens: int | None = None, progress: bool = False) -> None:
+    def __init__(self, embedder: Embedder, name: str, *, batch_tokens: int | None = None,
+                 progress: bool = False) -> None:
         self.embedder = embedder
         self.name = name
-        self.prompts = dict(getattr(embedder, "prompts", {}) or {})
+        self.prompts = embedder.prompts
         self.batch_tokens = batch_tokens
         self.progress = progress
-        head = getattr(getattr(embedder, "model", None), "head", None)
-        self.renormalize = needs_renormalizing(bool(getattr(head, "normalize", False)),
-                                               getattr(embedder, "dtype", None))
+        self.renormalize = needs_renormalizing(embedder.model.head.normalize, embedder.dtype)
         self.cache_key = name + ("+unit" if self.renormalize else "")
 
     @classmethod
@@ -200,7 +218,7 @@ class HarrierEncoder:
         return enc
 
     def encode(self, texts: Sequence[str], *, prompt: str | None = None) -> np.ndarray:
-        out = self.embedder.encode(list(texts), prompt=prompt or None, batch_tokens=self.batch_tokens,  # type: ignore[attr-defined]
+        out = self.embedder.encode(list(texts), prompt=prompt or None, batch_tokens=self.batch_tokens,
                                    progress=self.progress or None)
         out = np.asarray(out, dtype=np.float32)
         return l2_normalize(out) if self.renormalize else out
@@ -211,16 +229,15 @@ class SentenceTransformerEncoder:
 
     instruction_model = False
 
-    def __init__(self, model: object, name: str, *, batch_size: int = 32, progress: bool = False) -> None:
+    def __init__(self, model: SentenceTransformer, name: str, *, batch_size: int = 32, progress: bool = False) -> None:
         self.model = model
         self.name = name
-        self.prompts = {k: v for k, v in (getattr(model, "prompts", {}) or {}).items() if v is not None}
+        self.prompts = {k: v for k, v in (model.prompts or {}).items() if v is not None}
         self.batch_size = batch_size
         self.progress = progress
-        modules = list(model) if hasattr(model, "__iter__") else []  # type: ignore[call-overload]
-        params = next(iter(model.parameters()), None) if hasattr(model, "parameters") else None  # type: ignore[attr-defined]
-        self.renormalize = needs_renormalizing(any(type(m).__name__ == "Normalize" for m in modules),
-                                               getattr(params, "dtype", None))
+        params = next(iter(model.parameters()), None)
+        self.renormalize = needs_renormalizing(any(type(m).__name__ == "Normalize" for m in model),
+                                               None if params is None else params.dtype)
         self.cache_key = name + ("+unit" if self.renormalize else "")
 
     @classmethod
@@ -240,27 +257,45 @@ class SentenceTransformerEncoder:
         return enc
 
     def encode(self, texts: Sequence[str], *, prompt: str | None = None) -> np.ndarray:
-        out = self.model.encode(list(texts), prompt=prompt or None, batch_size=self.batch_size,  # type: ignore[attr-defined]
+        out = self.model.encode(list(texts), prompt=prompt or None, batch_size=self.batch_size,
                                 convert_to_numpy=True, show_progress_bar=self.progress)
         out = np.asarray(out, dtype=np.float32)
         return l2_normalize(out) if self.renormalize else out
+
+
+def auto_backend(path: str | Path) -> str:
+    """``"harrier"`` for a ``.gguf`` file or a directory whose Transformer module declares a ``model_type`` harrier
+    runs (gemma3_text, qwen3), else ``"sentence-transformers"``. Decided from the files, before loading, so an
+    error harrier raises for a model it runs (a dtype, a device, a malformed file) reaches the user."""
+    from harrier.models.config import SUPPORTED_MODEL_TYPES
+
+    root = Path(path)
+    if root.is_file():
+        return "harrier"
+    try:
+        modules = json.loads((root / "modules.json").read_text(encoding="utf-8")) if (
+            root / "modules.json").is_file() else []
+        sub = next((str(m.get("path", "")) for m in modules if str(m.get("type", "")).endswith(".Transformer")), "")
+        config = root / sub / "config.json"
+        model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type") if config.is_file() else None
+    except (json.JSONDecodeError, AttributeError, TypeError):
+        return "harrier"  # malformed files: harrier's loader names what is wrong
+    return "harrier" if model_type in SUPPORTED_MODEL_TYPES else "sentence-transformers"
 
 
 def load_encoder(path: str, *, backend: str = "auto", device: str | None = None, dtype: str = "float32",
                  batch_tokens: int | None = None, progress: bool = False) -> Encoder:
     """Load a model directory with harrier's runtime (``backend="harrier"``) or sentence-transformers.
 
-    ``auto`` uses harrier's runtime when it can load the model, else sentence-transformers.
+    ``auto`` uses harrier's runtime for the architectures it runs (``auto_backend``), else sentence-transformers.
     """
     if not Path(path).exists():
         raise ValueError(f"model directory {path} does not exist")
     if backend not in ("auto", "harrier", "sentence-transformers"):
         raise ValueError(f"unknown backend {backend!r}; expected auto, harrier or sentence-transformers")
-    if backend in ("auto", "harrier"):
-        try:
-            return HarrierEncoder.load(path, device=device, dtype=dtype, batch_tokens=batch_tokens, progress=progress)
-        except (ImportError, ValueError, NotImplementedError) as err:
-            if backend == "harrier":
-                raise
-            log.warning("harrier runtime cannot load %s (%s); using sentence-transformers", path, err)
+    if backend == "auto":
+        backend = auto_backend(path)
+        log.info("backend for %s: %s", path, backend)
+    if backend == "harrier":
+        return HarrierEncoder.load(path, device=device, dtype=dtype, batch_tokens=batch_tokens, progress=progress)
     return SentenceTransformerEncoder.load(path, device=device, dtype=dtype, progress=progress)

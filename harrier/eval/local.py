@@ -143,6 +143,6 @@ def load_task_file(path: str | Path, task_type: str, *, name: str | None = None,
         return data[(subset, split)]
 
     spec = TaskSpec(name or Path(path).stem, task_type, splits, subsets, load, {s: (s,) for s in subsets},
-                    prompt=instruction, protocol={"source": str(path)})
+                    prompt=instruction, source=str(path))
     pairs = [(s, sp) for sp in splits for s in subsets if (s, sp) in data]
     return Selection(spec, tuple(dict.fromkeys(s for s, _ in pairs)), tuple(dict.fromkeys(sp for _, sp in pairs)))

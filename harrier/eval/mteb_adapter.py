@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -30,7 +30,6 @@ class _TaskView:
     name: str
     type: str
     prompt: str | Mapping[str, str] | None = None
-    protocol: Mapping[str, object] = field(default_factory=dict)
 
 
 class MtebEncoder:
@@ -55,7 +54,7 @@ class MtebEncoder:
         """The literal prompt for an mteb task and prompt type (``PromptType`` or None)."""
         kind = getattr(prompt_type, "value", prompt_type)
         view = _TaskView(task_metadata.name, task_metadata.type, task_metadata.prompt)
-        prompt = self.policy.prompt(view, kind)  # type: ignore[arg-type]
+        prompt = self.policy.prompt(view, kind)
         self.used_prompts[(task_metadata.name, kind)] = prompt
         return prompt
 

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harrier.eval.protocols import protocol_json
 from harrier.eval.tasks import TaskSpec
 
 
@@ -53,7 +54,7 @@ class TaskResult:
             "kg_co2_emissions": None,
             "harrier": {"model": self.model, "task_type": self.task.type, "main_score_name": self.task.main_score,
                         "prompt_policy": self.prompt_policy, "prompts": dict(self.prompts),
-                        "protocol": dict(self.task.protocol)},
+                        "protocol": protocol_json(self.task.protocol), "source": self.task.source},
         }
 
     def write(self, output_dir: str | Path) -> Path:

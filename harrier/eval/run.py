@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
 import time
 from collections.abc import Sequence
@@ -13,37 +14,50 @@ import numpy as np
 from harrier.eval import metrics
 from harrier.eval.data import BitextData, ClassificationData, ClusteringData, PairData, RetrievalData, TaskData
 from harrier.eval.encoders import Encoder, PromptPolicy, choose_policy
+from harrier.eval.protocols import (
+    ClassificationProtocol,
+    ClusteringProtocol,
+    LegacyClusteringProtocol,
+    STSProtocol,
+)
 from harrier.eval.results import TaskResult, subset_entry
 from harrier.eval.tasks import Selection, TaskSpec
 
 log = logging.getLogger(__name__)
 
 
+DATA_ENV = "HARRIER_DATA"
+NO_DATA_ROOT = (f"no data root: pass --data-root DIR (library: data_root=DIR) or set {DATA_ENV}=DIR, the folder "
+                "holding the raw datasets (docs/evaluation.md lists them)")
+
+
 def default_data_root() -> Path | None:
-    """``../shared/data`` relative to the current directory, when it exists."""
+    """The data root when none is passed: ``$HARRIER_DATA`` when set, else ``../shared/data`` relative to the
+    current directory when that exists (a convenience for a checkout next to the project's shared folder)."""
+    env = os.environ.get(DATA_ENV)
+    if env:
+        return Path(env)
     candidate = Path.cwd().parent / "shared" / "data"
     return candidate if candidate.is_dir() else None
 
 
 def resolve_data_root(data_root: str | Path | None) -> Path:
-    """The data root to read, or a ValueError saying what is missing."""
-    if data_root is None:
-        found = default_data_root()
-        if found is None:
-            raise ValueError("no data root: ../shared/data does not exist here; pass --data-root DIR")
-        return found
-    root = Path(data_root)
+    """The data root to read (``data_root``, else ``default_data_root()``), or a ValueError saying what to pass."""
+    root = Path(data_root) if data_root is not None else default_data_root()
+    if root is None:
+        raise ValueError(NO_DATA_ROOT)
     if not root.is_dir():
-        raise ValueError(f"data root {root} does not exist or is not a directory")
+        given = f"data root {root}" if data_root is not None else f"{DATA_ENV}={root}"
+        raise ValueError(f"{given} does not exist or is not a directory; pass --data-root DIR or set {DATA_ENV}")
     return root
 
 
 def _pairs(enc: Encoder, task: TaskSpec, data: PairData, policy: PromptPolicy) -> dict[str, object]:
     prompt = policy.prompt(task, None)
     e1, e2 = enc.encode(data.text1, prompt=prompt), enc.encode(data.text2, prompt=prompt)
-    if task.type == "STS":
-        lo, hi = task.protocol.get("min_score", 0.0), task.protocol.get("max_score", 5.0)
-        return metrics.sts_scores(e1, e2, data.scores, min_score=float(lo), max_score=float(hi))  # type: ignore[arg-type]
+    if isinstance(task.protocol, STSProtocol):
+        return metrics.sts_scores(e1, e2, data.scores, min_score=task.protocol.min_score,
+                                  max_score=task.protocol.max_score)
     return metrics.pair_classification_scores(e1, e2, data.labels)
 
 
@@ -52,12 +66,11 @@ def _bitext(enc: Encoder, task: TaskSpec, data: BitextData, policy: PromptPolicy
     return metrics.bitext_scores(enc.encode(data.text1, prompt=prompt), enc.encode(data.text2, prompt=prompt))
 
 
-def _classification(enc: Encoder, task: TaskSpec, data: ClassificationData,
-                    policy: PromptPolicy) -> dict[str, object]:
+def _classification(enc: Encoder, task: TaskSpec, data: ClassificationData, policy: PromptPolicy,
+                    protocol: ClassificationProtocol) -> dict[str, object]:
     prompt = policy.prompt(task, None)
-    experiments = metrics.undersample_experiments(
-        data.train_labels, n_experiments=int(task.protocol.get("n_experiments", 10)),  # type: ignore[arg-type]
-        samples_per_label=int(task.protocol.get("samples_per_label", 8)))  # type: ignore[arg-type]
+    experiments = metrics.undersample_experiments(data.train_labels, n_experiments=protocol.n_experiments,
+                                                  samples_per_label=protocol.samples_per_label)
     union = sorted(set().union(*experiments))
     union_emb = enc.encode([data.train_texts[i] for i in union], prompt=prompt)
     train_emb = np.zeros((len(data.train_texts), union_emb.shape[1]), dtype=np.float32)
@@ -67,20 +80,13 @@ def _classification(enc: Encoder, task: TaskSpec, data: ClassificationData,
 
 
 def _clustering(enc: Encoder, task: TaskSpec, data: ClusteringData, policy: PromptPolicy,
-                rng: random.Random | None) -> dict[str, object]:
-    prompt = policy.prompt(task, None)
-    if task.protocol.get("legacy"):
-        return metrics.clustering_legacy_scores(enc.encode(data.texts, prompt=prompt), data.labels,
-                                                n_sets=int(task.protocol.get("sets", 1)))  # type: ignore[call-overload]
-    assert rng is not None
-    picked = metrics.clustering_sample(rng, len(data.texts), task.protocol.get("max_documents"))  # type: ignore[arg-type]
-    emb = enc.encode([data.texts[i] for i in picked], prompt=prompt)
-    return metrics.clustering_scores(emb, [data.labels[i] for i in picked], rng, **_bootstrap(task))
-
-
-def _bootstrap(task: TaskSpec) -> dict[str, int]:
-    return {"n_clusters": int(task.protocol.get("n_clusters", 10)),  # type: ignore[call-overload]
-            "cluster_size": int(task.protocol.get("cluster_size", 16_384))}  # type: ignore[call-overload]
+                protocol: ClusteringProtocol, rng: random.Random | None) -> dict[str, object]:
+    """v2 clustering; ``rng`` is the task's shared generator (None: a fresh one, as the task's first subset gets)."""
+    rng = rng if rng is not None else random.Random(metrics.SEED)
+    picked = metrics.clustering_sample(rng, len(data.texts), protocol.max_documents)
+    emb = enc.encode([data.texts[i] for i in picked], prompt=policy.prompt(task, None))
+    return metrics.clustering_scores(emb, [data.labels[i] for i in picked], rng, n_clusters=protocol.n_clusters,
+                                     cluster_size=protocol.cluster_size)
 
 
 def _retrieval(enc: Encoder, task: TaskSpec, data: RetrievalData, policy: PromptPolicy) -> dict[str, object]:
@@ -100,28 +106,36 @@ def _retrieval(enc: Encoder, task: TaskSpec, data: RetrievalData, policy: Prompt
 def score_subset(enc: Encoder, task: TaskSpec, data: TaskData, policy: PromptPolicy,
                  rng: random.Random | None = None) -> dict[str, object]:
     """Scores of one loaded subset/split (mteb's metric names, ``main_score`` included)."""
+    protocol = task.protocol
     if isinstance(data, PairData):
         return _pairs(enc, task, data, policy)
     if isinstance(data, BitextData):
         return _bitext(enc, task, data, policy)
-    if isinstance(data, ClassificationData):
-        return _classification(enc, task, data, policy)
-    if isinstance(data, ClusteringData):
-        return _clustering(enc, task, data, policy, rng)
+    if isinstance(data, ClassificationData) and isinstance(protocol, ClassificationProtocol):
+        return _classification(enc, task, data, policy, protocol)
+    if isinstance(data, ClusteringData) and isinstance(protocol, LegacyClusteringProtocol):
+        return metrics.clustering_legacy_scores(enc.encode(data.texts, prompt=policy.prompt(task, None)),
+                                                data.labels, n_sets=protocol.sets)
+    if isinstance(data, ClusteringData) and isinstance(protocol, ClusteringProtocol):
+        return _clustering(enc, task, data, policy, protocol, rng)
     if isinstance(data, RetrievalData):
         return _retrieval(enc, task, data, policy)
-    raise TypeError(f"unsupported task data {type(data).__name__}")
+    raise TypeError(f"unsupported task data {type(data).__name__} with protocol {type(protocol).__name__}")
 
 
 def _clustering_rng(task: TaskSpec, root: Path, subset: str) -> random.Random | None:
     """mteb shares one ``random.Random(42)`` across a v2 clustering task's subsets (in the task's order): replay
     the draws of the subsets before ``subset`` so its score is the one a full mteb run gives."""
-    if task.type != "Clustering" or task.protocol.get("legacy"):
+    protocol = task.protocol
+    if not isinstance(protocol, ClusteringProtocol):
         return None
     rng = random.Random(metrics.SEED)
     for previous in task.subsets[: task.subsets.index(subset)]:
-        n = len(task.load(root, previous, task.splits[0]).texts)  # type: ignore[union-attr]
-        metrics.skip_clustering_draws(rng, n, task.protocol.get("max_documents"), **_bootstrap(task))  # type: ignore[arg-type]
+        data = task.load(root, previous, task.splits[0])
+        if not isinstance(data, ClusteringData):
+            raise TypeError(f"{task.name} {previous}: a clustering task loaded {type(data).__name__}")
+        metrics.skip_clustering_draws(rng, len(data.texts), protocol.max_documents, n_clusters=protocol.n_clusters,
+                                      cluster_size=protocol.cluster_size)
     return rng
 
 
@@ -160,7 +174,7 @@ def evaluate(encoder: Encoder, selections: Sequence[Selection], *, data_root: st
     Args:
         encoder: any ``Encoder`` (harrier's runtime, sentence-transformers, or your own).
         selections: from ``tasks.select_tasks``, ``tasks.select_suite`` or ``local.load_task_file``.
-        data_root: folder with the raw datasets (default ``../shared/data`` when it exists).
+        data_root: folder with the raw datasets (default: ``$HARRIER_DATA``, see ``default_data_root``).
         prompts: "auto", "instructions", "model", "none", or a ``PromptPolicy``.
         output_dir: where to write ``{task}.json`` files.
         cache_dir: embedding cache folder (None: no cache; duplicate texts are still embedded once per call).

@@ -12,6 +12,14 @@ from pathlib import Path
 
 from harrier.eval import loaders
 from harrier.eval.data import TaskData
+from harrier.eval.protocols import (
+    ClassificationProtocol,
+    ClusteringProtocol,
+    LegacyClusteringProtocol,
+    TaskProtocol,
+    check_protocol,
+    default_protocol,
+)
 from harrier.prompts import unknown_name_error
 
 TASK_TYPES = ("BitextMining", "STS", "PairClassification", "Classification", "Clustering", "Retrieval", "Reranking")
@@ -33,7 +41,9 @@ SYMMETRIC_TYPES = ("BitextMining", "STS", "PairClassification", "Classification"
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """One evaluable task. ``load(root, subset, split)`` reads one subset/split from the data root."""
+    """One evaluable task. ``load(root, subset, split)`` reads one subset/split from the data root; ``protocol``
+    (default: the task type's, see ``protocols.py``) holds the scoring constants; ``source`` names where a task
+    that is not built in came from (recorded in its results)."""
 
     name: str
     type: str
@@ -44,14 +54,18 @@ class TaskSpec:
     main_score: str = ""
     prompt: str | Mapping[str, str] | None = None  # mteb TaskMetadata.prompt
     revision: str | None = None  # mteb dataset revision the published scores used
-    protocol: Mapping[str, object] = field(default_factory=dict)
+    protocol: TaskProtocol | None = None
     folder: str = ""  # the data-root folder holding the files
+    source: str | None = None
 
     def __post_init__(self) -> None:
         if self.type not in TASK_TYPES:
             raise ValueError(f"unknown task type {self.type!r}; expected one of {', '.join(TASK_TYPES)}")
         if not self.main_score:
             object.__setattr__(self, "main_score", MAIN_SCORES[self.type])
+        if self.protocol is None:
+            object.__setattr__(self, "protocol", default_protocol(self.type))
+        check_protocol(self.type, self.protocol)
 
 
 TATOEBA_LANGS = (
@@ -103,9 +117,9 @@ def builtin_tasks(root: Path) -> dict[str, TaskSpec]:
                  {"de": ("deu",)}, revision="558da352e7dba3ed3229fc4922aef2ebaff0a90b", folder="pawsx-de"),
         TaskSpec("SIB200Classification", "Classification", ("train", "validation", "test"), sib,
                  loaders.sib200_classification, sib_langs, revision="a74d7350ea12af010cfb1c21e34f1f81fd2e615b",
-                 protocol={"n_experiments": 10, "samples_per_label": 8}, folder="sib-200"),
+                 protocol=ClassificationProtocol(n_experiments=10, samples_per_label=8), folder="sib-200"),
         TaskSpec("SIB200ClusteringS2S", "Clustering", ("test",), sib, loaders.sib200_clustering, sib_langs,
-                 revision="a74d7350ea12af010cfb1c21e34f1f81fd2e615b", protocol={"max_documents": 1004},
+                 revision="a74d7350ea12af010cfb1c21e34f1f81fd2e615b", protocol=ClusteringProtocol(max_documents=1004),
                  folder="sib-200"),
         TaskSpec("MassiveIntentClassification", "Classification", ("validation", "test"), tuple(MASSIVE_ISO),
                  loaders.massive_intent, {k: (v,) for k, v in MASSIVE_ISO.items()},
@@ -117,7 +131,7 @@ def builtin_tasks(root: Path) -> dict[str, TaskSpec]:
                  revision="fad2c6e8459f9e1c45d9315f4953d921437d70f8", folder="massive-partial"),
         TaskSpec("MasakhaNEWSClusteringS2S", "Clustering", ("test",), MASAKHA, loaders.masakhanews_clustering,
                  {k: (k,) for k in MASAKHA}, revision="5dddcb139010208a28c3dcc2568560061c210097",
-                 protocol={"legacy": True, "sets": 5}, folder="masakhanews"),
+                 protocol=LegacyClusteringProtocol(sets=5), folder="masakhanews"),
         TaskSpec("XQuADRetrieval", "Retrieval", ("validation",), tuple(XQUAD), loaders.xquad,
                  {k: (v,) for k, v in XQUAD.items()}, revision="194842d6a49baddf6cd3f4d5130ab3c7756268d2",
                  folder="xquad"),

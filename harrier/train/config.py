@@ -44,7 +44,7 @@ class TeacherConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class DatasetSpec:
-    """One data source: a ``.jsonl``/``.txt`` file or directory (``path``), or an adapter over shared data."""
+    """One data source: a ``.jsonl``/``.txt`` file or directory (``path``), or an adapter over a dataset folder."""
 
     path: str
     adapter: str | None = None
@@ -102,7 +102,7 @@ class RunConfig:
     eval_every: int = 0  # steps between evaluations with eval_suite (0: never; rank 0, not under FSDP)
     eval_suite: str = "quick"
     eval_at_start: bool = False  # evaluate the initial student too (logged as step 0)
-    eval_data: str | None = None  # evaluation data root (default: shared/data)
+    eval_data: str | None = None  # evaluation data root (default: $HARRIER_DATA, as harrier eval --data-root)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -4,12 +4,13 @@ data root (tests that read real data skip when it is missing)."""
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-DATA_ROOT = Path(__file__).resolve().parents[3] / "shared" / "data"
+DATA_ROOT = Path(os.environ.get("HARRIER_DATA") or Path(__file__).resolve().parents[3] / "shared" / "data")
 
 
 class BowEncoder:

@@ -49,8 +49,27 @@ def test_unknown_task_and_language(data_root):
 
 def test_missing_default_data_root(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HARRIER_DATA", raising=False)
     with pytest.raises(ValueError, match="pass --data-root"):
         cli.selections_from_args(_parse(["eval", "--model", "m", "--suite", "quick"]))
+
+
+def test_data_root_from_harrier_data(tmp_path, monkeypatch):
+    from harrier.eval.run import resolve_data_root
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HARRIER_DATA", str(tmp_path))
+    assert resolve_data_root(None) == tmp_path
+    (tmp_path / "other").mkdir()
+    assert resolve_data_root(tmp_path / "other") == tmp_path / "other"  # --data-root wins
+    monkeypatch.setenv("HARRIER_DATA", str(tmp_path / "gone"))
+    with pytest.raises(ValueError, match=r"HARRIER_DATA=.*gone does not exist .*pass --data-root DIR or set HARRIER"):
+        cli.selections_from_args(_parse(["eval", "--model", "m", "--suite", "quick"]))
+    monkeypatch.delenv("HARRIER_DATA")
+    with pytest.raises(ValueError, match="no data root: pass --data-root DIR .* or set HARRIER_DATA=DIR"):
+        resolve_data_root(None)
+    with pytest.raises(ValueError, match="pass --published-file FILE"):
+        cli._published_file(_parse(["eval", "compare", str(tmp_path), "--published", "org/m"]))
 
 
 def test_missing_model_directory(tmp_path):

@@ -16,6 +16,7 @@ from harrier.eval import metrics
 from harrier.eval.data import BitextData, ClassificationData, ClusteringData, PairData
 from harrier.eval.encoders import InstructionPrompts, NamedPrompts, NoPrompts
 from harrier.eval.mteb_adapter import MtebEncoder
+from harrier.eval.protocols import ClusteringProtocol, LegacyClusteringProtocol
 from harrier.eval.run import score_subset
 from harrier.eval.tasks import TaskSpec
 
@@ -109,7 +110,7 @@ def test_clustering_v2_matches_mteb_including_shared_rng(bow):
     ref = task.evaluate(MtebEncoder(bow, name="test/bow", prompts=NoPrompts()), "test", encode_kwargs={})
     spec = TaskSpec("SIB200ClusteringS2S", "Clustering", ("test",), tuple(subsets),
                     lambda r, s, p: ClusteringData(*subsets[s]),
-                    protocol={"max_documents": 1004, "n_clusters": 3, "cluster_size": 400})
+                    protocol=ClusteringProtocol(max_documents=1004, n_clusters=3, cluster_size=400))
     from harrier.eval.run import _clustering_rng
 
     for name in subsets:
@@ -127,7 +128,7 @@ def test_clustering_legacy_matches_mteb(bow):
     ds = datasets.Dataset.from_dict({"sentences": [[texts[i] for i in r] for r in rows],
                                      "labels": [[y[i] for i in r] for r in rows]})
     ref, _ = _mteb_run("MasakhaNEWSClusteringS2S", ds, bow, NoPrompts())
-    ours = score_subset(bow, _spec("MasakhaNEWSClusteringS2S", "Clustering", protocol={"legacy": True, "sets": 5}),
+    ours = score_subset(bow, _spec("MasakhaNEWSClusteringS2S", "Clustering", protocol=LegacyClusteringProtocol(sets=5)),
                         ClusteringData(texts, y), NoPrompts())
     assert len(ref["v_measures"]) == 5 and ref["v_measures"][0] == 1.0
     assert ours["v_measures"] == pytest.approx(ref["v_measures"], abs=1e-12)
