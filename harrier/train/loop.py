@@ -26,11 +26,12 @@ from torch import nn
 from harrier.embedder import Embedder
 from harrier.train import checkpoint
 from harrier.train.config import TrainConfig, to_dict
-from harrier.train.data import Record, build_datasets
+from harrier.train.data import build_datasets
 from harrier.train.distributed import DistInfo, all_mean, all_sum_int, init_from_env, is_distributed
 from harrier.train.gradcache import cached_step, direct_step
 from harrier.train.losses import make_projection
 from harrier.train.objective import StepEmbeddings, compute_loss
+from harrier.train.records import Record
 from harrier.train.sampler import MixtureSampler, local_slice
 from harrier.train.student import load_student
 from harrier.train.teacher import Teacher

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harrier.train.data import JsonlDataset, Record, data_files
+from harrier.train.records import JsonlDataset, Record, data_files
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,26 @@ from typing import Any
 
 import numpy as np
 
-from harrier.train.data import Dataset, Record, mixture_probabilities
+from harrier.train.records import Dataset, Record
 
 log = logging.getLogger(__name__)
 MAX_BAD_IN_A_ROW = 1000
+
+
+def mixture_probabilities(sizes: Sequence[int], weights: Sequence[float], temperature: float) -> np.ndarray:
+    """Probability of drawing each dataset for a batch: ``p_i ∝ (w_i * n_i) ** (1 / T)``.
+
+    ``T = 1`` samples in proportion to (weighted) size; larger ``T`` flattens towards uniform (the multilingual
+    up-sampling of small languages used by XLM-R/E5)."""
+    if temperature <= 0:
+        raise ValueError(f"mixture temperature must be > 0, got {temperature}")
+    if len(sizes) != len(weights) or not sizes:
+        raise ValueError("need one weight per dataset and at least one dataset")
+    if any(w < 0 for w in weights) or not any(w > 0 and n > 0 for w, n in zip(weights, sizes, strict=True)):
+        raise ValueError("dataset weights must be >= 0 and at least one non-empty dataset must have weight > 0")
+    mass = np.asarray(weights, dtype=np.float64) * np.asarray(sizes, dtype=np.float64)
+    scaled = np.where(mass > 0, mass / mass.max(), 0.0) ** (1.0 / temperature)
+    return scaled / scaled.sum()
 
 
 @dataclass(frozen=True)

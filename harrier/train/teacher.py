@@ -16,7 +16,7 @@ import torch
 
 from harrier.jsonl import JsonlError, parse_lines
 from harrier.train.config import TeacherConfig
-from harrier.train.data import Record, parse_record
+from harrier.train.records import Record, parse_record
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,8 @@
-"""Adapters over shared/data: record shapes, per-language datasets, and refusal of evaluation data."""
+"""Adapters over the data root ($HARRIER_DATA): record shapes, per-language datasets, and refusal of evaluation data."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from harrier.train.adapters import BITEXT, STS, load_adapter, stsb_multi_mt, wmt
 from harrier.train.config import DatasetSpec
 from harrier.train.data import build_datasets
 
-SHARED = Path("/work/shared/data")
+SHARED = Path(os.environ.get("HARRIER_DATA") or Path(__file__).resolve().parents[3] / "shared" / "data")
 
 
 def test_wmt_and_stsb_from_small_fixtures(tmp_path):

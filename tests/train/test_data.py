@@ -9,16 +9,8 @@ import numpy as np
 import pytest
 
 from harrier.prompts import instruction_prefix, task_prefix
-from harrier.train.data import (
-    JsonlDataset,
-    MemoryDataset,
-    Record,
-    RecordError,
-    data_files,
-    mixture_probabilities,
-    parse_record,
-)
-from harrier.train.sampler import MixtureSampler, local_slice
+from harrier.train.records import JsonlDataset, MemoryDataset, Record, RecordError, data_files, parse_record
+from harrier.train.sampler import MixtureSampler, local_slice, mixture_probabilities
 
 
 def _write(path, lines):
