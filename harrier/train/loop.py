@@ -99,16 +99,23 @@ def memory_gb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
 
 
-@dataclass
+@dataclass(frozen=True)
+class ProjectionOptim:
+    """The distillation projection with its own AdamW and LR schedule (replicated, outside DDP/FSDP)."""
+
+    module: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+
+
+@dataclass(frozen=True)
 class Optimizers:
     """AdamW + LR schedule for the student, and for the distillation projection when there is one."""
 
     model: nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
-    projection: nn.Module | None = None
-    proj_opt: torch.optim.Optimizer | None = None
-    proj_sched: torch.optim.lr_scheduler.LambdaLR | None = None
+    projection: ProjectionOptim | None = None
     max_grad_norm: float | None = None
 
     @staticmethod
@@ -116,17 +123,17 @@ class Optimizers:
         o = cfg.optim
         params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
-        out = Optimizers(model, opt, torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg)), projection,
-                         max_grad_norm=o.max_grad_norm)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
+        proj = None
         if projection is not None:
-            out.proj_opt = torch.optim.AdamW(projection.parameters(), lr=o.projection_lr)
-            out.proj_sched = torch.optim.lr_scheduler.LambdaLR(out.proj_opt, lr_lambda(cfg))
-        return out
+            proj_opt = torch.optim.AdamW(projection.parameters(), lr=o.projection_lr)
+            proj = ProjectionOptim(projection, proj_opt, torch.optim.lr_scheduler.LambdaLR(proj_opt, lr_lambda(cfg)))
+        return Optimizers(model, opt, sched, proj, max_grad_norm=o.max_grad_norm)
 
     def step(self, world_size: int) -> tuple[float, float | None]:
         """Clip, update, advance the schedule; returns (LR used, gradient norm before clipping)."""
         if self.projection is not None and is_distributed():  # replicated, outside DDP/FSDP: average by hand
-            for p in self.projection.parameters():
+            for p in self.projection.module.parameters():
                 torch.distributed.all_reduce(p.grad)
                 p.grad /= world_size
         norm = None
@@ -134,28 +141,29 @@ class Optimizers:
             params = [p for p in self.model.parameters() if p.requires_grad]
             norm = float(torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm))
         lr = self.scheduler.get_last_lr()[0]
-        for opt, sched in ((self.optimizer, self.scheduler), (self.proj_opt, self.proj_sched)):
-            if opt is not None and sched is not None:
-                opt.step()
-                sched.step()
-                opt.zero_grad(set_to_none=True)
+        pairs = [(self.optimizer, self.scheduler)]
+        if self.projection is not None:
+            pairs.append((self.projection.optimizer, self.projection.scheduler))
+        for opt, sched in pairs:
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
         return lr, norm
 
     def extra_state(self) -> dict:
         state = {"scheduler": self.scheduler.state_dict()}
         if self.projection is not None:
-            assert self.proj_opt is not None and self.proj_sched is not None
-            state.update(projection=self.projection.state_dict(), projection_optimizer=self.proj_opt.state_dict(),
-                         projection_scheduler=self.proj_sched.state_dict())
+            state.update(projection=self.projection.module.state_dict(),
+                         projection_optimizer=self.projection.optimizer.state_dict(),
+                         projection_scheduler=self.projection.scheduler.state_dict())
         return state
 
     def load_extra(self, state: dict) -> None:
         self.scheduler.load_state_dict(state["scheduler"])
         if self.projection is not None:
-            assert self.proj_opt is not None and self.proj_sched is not None
-            self.projection.load_state_dict(state["projection"])
-            self.proj_opt.load_state_dict(state["projection_optimizer"])
-            self.proj_sched.load_state_dict(state["projection_scheduler"])
+            self.projection.module.load_state_dict(state["projection"])
+            self.projection.optimizer.load_state_dict(state["projection_optimizer"])
+            self.projection.scheduler.load_state_dict(state["projection_scheduler"])
 
 
 # ---------------------------------------------------------------- one step's inputs

@@ -105,15 +105,29 @@ def test_resume_with_teacher_and_projection(tiny_gemma3_dir, tiny_embeddinggemma
     assert row["align"] > 0 and row["kl"] > 0
 
 
-@pytest.mark.skipif(not __import__("pathlib").Path("/work/shared/data/sts17-semeval").is_dir(),
-                    reason="shared evaluation data not on this machine")
+def _sts17_root(root):
+    """A data root holding a tiny STS17 en-en track in SemEval's layout (the two zips ``loaders.sts17`` reads)."""
+    import zipfile
+
+    folder = root / "sts17-semeval"
+    folder.mkdir(parents=True)
+    pairs = [(TEXTS[i], TEXTS[(i + k) % 12], 5.0 - k) for i in range(6) for k in (0, 1, 3, 5)]
+    with zipfile.ZipFile(folder / "Sts2017.eval.v1.1.zip", "w") as z:
+        z.writestr("STS2017.eval.v1.1/STS.input.track5.en-en.txt", "\n".join(f"{a}\t{b}" for a, b, _ in pairs))
+    with zipfile.ZipFile(folder / "Sts2017.gs.zip", "w") as z:
+        z.writestr("STS2017.gs/STS.gs.track5.en-en.txt", "\n".join(str(s) for _, _, s in pairs) + "\n")
+    return root
+
+
 def test_periodic_evaluation_is_logged(tiny_gemma3_dir, tmp_path, monkeypatch):
     from harrier.eval.tasks import SUITES
 
     monkeypatch.setitem(SUITES, "tiny-test", (("STS17", ("en-en",), None),))
+    monkeypatch.chdir(tmp_path)  # no ../shared/data and no HARRIER_DATA: only run.eval_data names the data
+    monkeypatch.delenv("HARRIER_DATA", raising=False)
     out = tmp_path / "ev"
     train(_cfg(tiny_gemma3_dir, _data(tmp_path), out, steps=2, eval_every=5, eval_at_start=True,
-               eval_suite="tiny-test"))
+               eval_suite="tiny-test", eval_data=str(_sts17_root(tmp_path / "data"))))
     rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     evals = [r for r in rows if "eval" in r]
     assert [r["step"] for r in evals] == [0, 2]  # at start and at the last step
@@ -121,8 +135,8 @@ def test_periodic_evaluation_is_logged(tiny_gemma3_dir, tmp_path, monkeypatch):
 
 
 def test_precomputed_teacher_scores_drive_kl(tiny_gemma3_dir, tmp_path):
-    from harrier.train.data import parse_record
     from harrier.train.loop import step_texts
+    from harrier.train.records import parse_record
 
     path = tmp_path / "scored.jsonl"
     rows = [{"query": TEXTS[i], "positive": TEXTS[i + 6], "negatives": [TEXTS[(i + 1) % 6], TEXTS[(i + 2) % 6]],
@@ -177,7 +191,7 @@ def test_datasets_can_set_the_teachers_prompts(tiny_gemma3_dir, tiny_embeddingge
 def test_symmetric_datasets_give_the_students_documents_the_instruction(tiny_gemma3_dir, tiny_embeddinggemma_dir,
                                                                        tmp_path, monkeypatch):
     from harrier.train import loop
-    from harrier.train.data import parse_record
+    from harrier.train.records import parse_record
     from harrier.train.teacher import Teacher
 
     prefix = "Instruct: Retrieve parallel sentences\nQuery: "
