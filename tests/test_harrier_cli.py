@@ -51,6 +51,16 @@ def test_info_and_similarity(tiny_gemma3_dir, tmp_path, capsys):
     assert run("similarity", "--model", tiny_gemma3_dir, a, b) == 0
     rows = capsys.readouterr().out.strip().splitlines()
     assert len(rows) == 2 and all(len(r.split()) == 3 for r in rows)
+    m = Embedder.from_pretrained(tiny_gemma3_dir)
+    queries, docs = ["dog", "cat"], ["Hund", "Katze", "Fuchs"]
+    ref = Embedder.similarity(m.encode(queries), m.encode(docs))
+    np.testing.assert_allclose([[float(x) for x in r.split()] for r in rows], ref, atol=6e-5)  # printed as %.4f
+    # the prompt goes to the first input only; --symmetric gives it to both
+    for extra, doc_kw in (([], {}), (["--symmetric"], {"prompt_name": "web_search_query"})):
+        assert run("similarity", "--model", tiny_gemma3_dir, a, b, "--prompt-name", "web_search_query", *extra) == 0
+        got = [[float(x) for x in r.split()] for r in capsys.readouterr().out.strip().splitlines()]
+        ref = Embedder.similarity(m.encode(queries, prompt_name="web_search_query"), m.encode(docs, **doc_kw))
+        np.testing.assert_allclose(got, ref, atol=6e-5)
 
 
 @pytest.mark.parametrize("case,needle", [

@@ -113,11 +113,15 @@ def test_gradient_checkpointing_gives_same_gradients(tiny_gemma3_dir):
     ours.model.train()
     grads = []
     for ckpt in (False, True):
-        ours.model.zero_grad()
+        ours.model.zero_grad(set_to_none=True)
         ours.model.backbone.gradient_checkpointing = ckpt
         ours.model(batch).sum().backward()
-        grads.append(ours.model.backbone.layers[0].mlp.up_proj.weight.grad.clone())
-    torch.testing.assert_close(grads[0], grads[1])
+        grads.append({n: p.grad.clone() for n, p in ours.model.named_parameters() if p.grad is not None})
+    # every trainable parameter gets a gradient, and each equals the one without checkpointing
+    trainable = {n for n, p in ours.model.named_parameters() if p.requires_grad}
+    assert set(grads[0]) == trainable and set(grads[1]) == trainable
+    for name, ref in grads[0].items():
+        torch.testing.assert_close(grads[1][name], ref, msg=name)
 
 
 def test_bf16_close_to_fp32(tiny_embeddinggemma_dir):

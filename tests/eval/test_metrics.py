@@ -50,7 +50,32 @@ def test_pair_classification_average_precision_by_hand():
     assert s["cosine_ap"] == pytest.approx((1 / 1 + 2 / 3) / 2)
     # best threshold: between pair 0 and 1 (acc 3/4) or 2 and 3 (acc 3/4)
     assert s["cosine_accuracy"] == pytest.approx(0.75)
-    assert s["max_ap"] >= s["cosine_ap"]
+    assert s["max_ap"] == pytest.approx(_reference_aps(e1, e2, [1, 0, 1, 0])["max"])
+    assert s["main_score"] == s["max_ap"]
+
+
+def _reference_aps(e1, e2, labels):
+    """Average precision of each similarity, straight from sklearn on similarities computed here in float64."""
+    from sklearn.metrics import average_precision_score
+
+    a, b = np.asarray(e1, dtype=np.float64), np.asarray(e2, dtype=np.float64)
+    sims = {"cosine": (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1),
+            "dot": (a * b).sum(1), "euclidean": -np.linalg.norm(a - b, axis=1), "manhattan": -np.abs(a - b).sum(1)}
+    aps = {k: float(average_precision_score(labels, v)) for k, v in sims.items()}
+    return {**aps, "max": max(aps.values())}
+
+
+def test_pair_classification_max_ap_is_the_best_similarity():
+    # lengths differ, so dot products order the pairs 2 > 0 > 3 > 1 (both positives first: AP 1) while cosine
+    # keeps the angle order 0 > 1 > 2 > 3 (AP 5/6) and the distances give 0 < 1 < 3 < 2 (AP 3/4)
+    e1 = _unit([0, 0, 0, 0])
+    e2 = _unit([10, 20, 60, 80]) * np.array([[1.0], [0.1], [10.0], [1.0]], dtype=np.float32)
+    s = metrics.pair_classification_scores(e1, e2, [1, 0, 1, 0])
+    ref = _reference_aps(e1, e2, [1, 0, 1, 0])
+    assert (ref["dot"], ref["cosine"], ref["euclidean"]) == pytest.approx((1.0, 5 / 6, 3 / 4))
+    for name in ("cosine", "dot", "euclidean", "manhattan"):
+        assert s[f"{name}_ap"] == pytest.approx(ref[name]), name
+    assert s["max_ap"] == pytest.approx(ref["max"]) and s["max_ap"] == pytest.approx(1.0)
     assert s["main_score"] == s["max_ap"]
 
 
