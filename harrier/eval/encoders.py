@@ -41,7 +41,9 @@ class Encoder(Protocol):
     """Anything that embeds texts: ``encode`` returns float32 [N, D] rows in input order, ``prompt`` prepended."""
 
     name: str
-    prompts: Mapping[str, str]
+
+    @property
+    def prompts(self) -> Mapping[str, str]: ...
 
     def encode(self, texts: Sequence[str], *, prompt: str | None = None) -> np.ndarray: ...
 

@@ -86,6 +86,8 @@ def check_protocol(task_type: str, protocol: object) -> None:
                          f"got {type(protocol).__name__}")
 
 
-def protocol_json(protocol: TaskProtocol) -> dict[str, object]:
-    """The protocol as the results JSON records it: its class name and every field."""
+def protocol_json(protocol: TaskProtocol | None) -> dict[str, object]:
+    """The protocol as the results JSON records it: its class name and every field (``{}`` for none)."""
+    if protocol is None:
+        return {}
     return {"name": type(protocol).__name__, **dataclasses.asdict(protocol)}

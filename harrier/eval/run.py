@@ -6,7 +6,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +52,7 @@ def resolve_data_root(data_root: str | Path | None) -> Path:
     return root
 
 
-def _pairs(enc: Encoder, task: TaskSpec, data: PairData, policy: PromptPolicy) -> dict[str, object]:
+def _pairs(enc: Encoder, task: TaskSpec, data: PairData, policy: PromptPolicy) -> Mapping[str, object]:
     prompt = policy.prompt(task, None)
     e1, e2 = enc.encode(data.text1, prompt=prompt), enc.encode(data.text2, prompt=prompt)
     if isinstance(task.protocol, STSProtocol):
@@ -61,13 +61,13 @@ def _pairs(enc: Encoder, task: TaskSpec, data: PairData, policy: PromptPolicy) -
     return metrics.pair_classification_scores(e1, e2, data.labels)
 
 
-def _bitext(enc: Encoder, task: TaskSpec, data: BitextData, policy: PromptPolicy) -> dict[str, object]:
+def _bitext(enc: Encoder, task: TaskSpec, data: BitextData, policy: PromptPolicy) -> Mapping[str, object]:
     prompt = policy.prompt(task, None)
     return metrics.bitext_scores(enc.encode(data.text1, prompt=prompt), enc.encode(data.text2, prompt=prompt))
 
 
 def _classification(enc: Encoder, task: TaskSpec, data: ClassificationData, policy: PromptPolicy,
-                    protocol: ClassificationProtocol) -> dict[str, object]:
+                    protocol: ClassificationProtocol) -> Mapping[str, object]:
     prompt = policy.prompt(task, None)
     experiments = metrics.undersample_experiments(data.train_labels, n_experiments=protocol.n_experiments,
                                                   samples_per_label=protocol.samples_per_label)
@@ -80,7 +80,7 @@ def _classification(enc: Encoder, task: TaskSpec, data: ClassificationData, poli
 
 
 def _clustering(enc: Encoder, task: TaskSpec, data: ClusteringData, policy: PromptPolicy,
-                protocol: ClusteringProtocol, rng: random.Random | None) -> dict[str, object]:
+                protocol: ClusteringProtocol, rng: random.Random | None) -> Mapping[str, object]:
     """v2 clustering; ``rng`` is the task's shared generator (None: a fresh one, as the task's first subset gets)."""
     rng = rng if rng is not None else random.Random(metrics.SEED)
     picked = metrics.clustering_sample(rng, len(data.texts), protocol.max_documents)
@@ -89,7 +89,7 @@ def _clustering(enc: Encoder, task: TaskSpec, data: ClusteringData, policy: Prom
                                      cluster_size=protocol.cluster_size)
 
 
-def _retrieval(enc: Encoder, task: TaskSpec, data: RetrievalData, policy: PromptPolicy) -> dict[str, object]:
+def _retrieval(enc: Encoder, task: TaskSpec, data: RetrievalData, policy: PromptPolicy) -> Mapping[str, object]:
     qids, dids = list(data.queries), list(data.corpus)
     q_emb = enc.encode([data.queries[q] for q in qids], prompt=policy.prompt(task, "query"))
     d_emb = enc.encode([data.corpus[d] for d in dids], prompt=policy.prompt(task, "document"))
@@ -104,7 +104,7 @@ def _retrieval(enc: Encoder, task: TaskSpec, data: RetrievalData, policy: Prompt
 
 
 def score_subset(enc: Encoder, task: TaskSpec, data: TaskData, policy: PromptPolicy,
-                 rng: random.Random | None = None) -> dict[str, object]:
+                 rng: random.Random | None = None) -> Mapping[str, object]:
     """Scores of one loaded subset/split (mteb's metric names, ``main_score`` included)."""
     protocol = task.protocol
     if isinstance(data, PairData):
