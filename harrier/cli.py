@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from harrier.loading import DTYPE_NAMES
+
 INPUT_FORMATS = (".txt", ".jsonl")
 OUTPUT_FORMATS = (".npy", ".jsonl")
 
@@ -148,7 +150,7 @@ def cmd_similarity(args: argparse.Namespace) -> int:
 def _model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="hub id, local directory (HF / Sentence-Transformers layout) "
                    "or .gguf file")
-    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    p.add_argument("--dtype", default="auto", choices=DTYPE_NAMES)
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--max-length", type=int, default=None, help="tokens per text incl. special tokens")
     p.add_argument("--truncation", default="warn", choices=["warn", "error", "silent"],

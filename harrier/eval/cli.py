@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 
 from harrier.eval.tasks import SUITES, TASK_TYPES
+from harrier.loading import DTYPE_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
                    help="with the model's prompts, use its OTHER prompt for KEY (repeatable), e.g. BitextMining=STS")
     p.add_argument("--backend", default="auto", choices=["auto", "harrier", "sentence-transformers"],
                    help="runtime that loads --model (auto: harrier when it can)")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="compute dtype")
+    p.add_argument("--dtype", default="float32", choices=DTYPE_NAMES,
+                   help="compute dtype (auto: the checkpoint's, bf16 only where the hardware runs it natively)")
     p.add_argument("--device", help="torch device (default: the runtime's choice)")
     p.add_argument("--batch-tokens", type=int, default=None,
                    help="token budget per batch (harrier runtime; default 4096 on CPU, 16384 on CUDA)")

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
     from harrier.embedder import Embedder
+    from harrier.loading import DType
 
 log = logging.getLogger(__name__)
 PROMPT_TYPES = ("query", "document")
@@ -210,12 +211,14 @@ class HarrierEncoder:
         self.cache_key = name + ("+unit" if self.renormalize else "")
 
     @classmethod
-    def load(cls, path: str, *, device: str | None = None, dtype: str = "float32", max_length: int | None = None,
+    def load(cls, path: str, *, device: str | None = None, dtype: DType = "float32", max_length: int | None = None,
              batch_tokens: int | None = None, progress: bool = False) -> HarrierEncoder:
+        """``dtype``: one of ``harrier.loading.DTYPE_NAMES``; the name records the dtype it resolved to."""
         from harrier import Embedder
 
         emb = Embedder.from_pretrained(path, device=device, dtype=dtype, max_length=max_length)
-        enc = cls(emb, f"{Path(path).name}[harrier,{dtype}]", batch_tokens=batch_tokens, progress=progress)
+        resolved = str(emb.dtype).removeprefix("torch.")
+        enc = cls(emb, f"{Path(path).name}[harrier,{resolved}]", batch_tokens=batch_tokens, progress=progress)
         enc.cache_key += "@" + weights_fingerprint(path)
         return enc
 
@@ -243,17 +246,21 @@ class SentenceTransformerEncoder:
         self.cache_key = name + ("+unit" if self.renormalize else "")
 
     @classmethod
-    def load(cls, path: str, *, device: str | None = None, dtype: str = "float32", batch_size: int = 32,
+    def load(cls, path: str, *, device: str | None = None, dtype: DType = "float32", batch_size: int = 32,
              progress: bool = False) -> SentenceTransformerEncoder:
-        import torch
+        """``dtype``: one of ``harrier.loading.DTYPE_NAMES`` ("auto": the checkpoint's, as transformers reads it)."""
         from sentence_transformers import SentenceTransformer
 
-        torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}.get(dtype)
-        if torch_dtype is None:
-            raise ValueError(f"unknown dtype {dtype!r}; expected float32 or bfloat16")
+        from harrier.loading import DTYPE_NAMES, DTYPES
+
+        if dtype not in DTYPE_NAMES:
+            raise ValueError(f"unknown dtype {dtype!r}; expected one of {', '.join(DTYPE_NAMES)}")
+        torch_dtype = "auto" if dtype == "auto" else DTYPES[dtype]
         model = SentenceTransformer(path, device=device or "cpu", model_kwargs={"torch_dtype": torch_dtype},
                                     local_files_only=True)
-        enc = cls(model, f"{Path(path).name}[sentence-transformers,{dtype}]", batch_size=batch_size,
+        params = next(iter(model.parameters()), None)
+        resolved = dtype if params is None else str(params.dtype).removeprefix("torch.")
+        enc = cls(model, f"{Path(path).name}[sentence-transformers,{resolved}]", batch_size=batch_size,
                   progress=progress)
         enc.cache_key += "@" + weights_fingerprint(path)
         return enc
@@ -285,7 +292,7 @@ def auto_backend(path: str | Path) -> str:
     return "harrier" if model_type in SUPPORTED_MODEL_TYPES else "sentence-transformers"
 
 
-def load_encoder(path: str, *, backend: str = "auto", device: str | None = None, dtype: str = "float32",
+def load_encoder(path: str, *, backend: str = "auto", device: str | None = None, dtype: DType = "float32",
                  batch_tokens: int | None = None, progress: bool = False) -> Encoder:
     """Load a model directory with harrier's runtime (``backend="harrier"``) or sentence-transformers.
 

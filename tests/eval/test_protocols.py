@@ -100,3 +100,12 @@ def test_auto_mode_surfaces_harriers_error_for_a_model_it_runs(tiny_gemma3_dir):
         load_encoder(str(tiny_gemma3_dir), dtype="float16")
     with pytest.raises(ValueError, match="dtype 'float64' is not supported"):
         load_encoder(str(tiny_gemma3_dir), dtype="float64")
+
+
+def test_dtype_names_are_harriers_and_auto_is_recorded_resolved(tiny_gemma3_dir):
+    enc = load_encoder(str(tiny_gemma3_dir), backend="harrier", dtype="auto")
+    resolved = str(enc.embedder.dtype).removeprefix("torch.")
+    assert enc.name.endswith(f"[harrier,{resolved}]") and resolved in ("float32", "bfloat16")
+    pytest.importorskip("sentence_transformers")
+    with pytest.raises(ValueError, match="unknown dtype 'float64'; expected one of auto, float32, bfloat16, float16"):
+        load_encoder(str(tiny_gemma3_dir), backend="sentence-transformers", dtype="float64")
