@@ -16,6 +16,7 @@ from harrier.engine import DEFAULT_BATCH_TOKENS, run_batches
 from harrier.loading import DType, LoadedModel
 from harrier.prompts import PromptConfig, PromptSpec, prefix_for, resolve_prefix
 from harrier.tokenize import TokenizedItems, TruncationPolicy
+from harrier.vectors import l2_normalize
 
 log = logging.getLogger(__name__)
 
@@ -183,9 +184,7 @@ class Embedder:
         b = np.asarray(b, dtype=np.float32)
         if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
             raise ValueError(f"similarity needs two [N, D] arrays of the same D, got {a.shape} and {b.shape}")
-        an = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
-        bn = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
-        return an @ bn.T
+        return l2_normalize(a) @ l2_normalize(b).T
 
     def info(self) -> ModelInfo:
         cfg, head = self.model.cfg, self.model.head
