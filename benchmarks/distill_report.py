@@ -20,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from harrier import Embedder
 from harrier.eval.encoders import load_encoder, weights_fingerprint
 from harrier.eval.run import evaluate, resolve_data_root
 from harrier.eval.tasks import select_suite
@@ -88,7 +89,8 @@ def main() -> int:
         if args.cache_dir:
             init_dir = Path(args.cache_dir) / f"student-init-{weights_fingerprint(args.init)}"
         if not init_dir.is_dir():
-            load_student(args.init).save_pretrained(init_dir)  # the untrained student, converted as training does
+            # the untrained student, converted as training does
+            Embedder(load_student(args.init)).save_pretrained(init_dir)
         for label, path in (("before", str(init_dir)), ("after", args.student), ("teacher", args.teacher)):
             runs[label], seconds = suite_run(path, selections, root, args.dtype, args.cache_dir)
             print(f"# {label}: {path} ({seconds:.0f} s)", flush=True)

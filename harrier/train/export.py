@@ -9,8 +9,8 @@ from pathlib import Path
 
 from torch import nn
 
-from harrier.embedder import Embedder
 from harrier.heads import Head
+from harrier.loading import LoadedModel
 from harrier.model import EmbeddingModel
 from harrier.saving import save_pretrained
 from harrier.train.config import TrainConfig, to_dict
@@ -20,14 +20,14 @@ log = logging.getLogger(__name__)
 CONFIG_FILE = "harrier_training.json"
 
 
-def declared_max_length(student: Embedder, cfg: TrainConfig) -> int:
+def declared_max_length(student: LoadedModel, cfg: TrainConfig) -> int:
     """The student's inference limit: ``model.export_max_length``, else the init model's own limit (a decoder
     LM's context, an embedder's max_seq_length), not ``model.max_length`` (where training texts are cut)."""
     return cfg.model.export_max_length or student.card.max_length
 
 
 @contextlib.contextmanager
-def inference_length(student: Embedder, cfg: TrainConfig) -> Iterator[None]:
+def inference_length(student: LoadedModel, cfg: TrainConfig) -> Iterator[None]:
     """Tokenize at the declared limit inside the block (export, periodic evaluation), then restore."""
     train_limit = student.tokenizer.max_length
     student.tokenizer.set_max_length(declared_max_length(student, cfg))
@@ -37,7 +37,7 @@ def inference_length(student: Embedder, cfg: TrainConfig) -> Iterator[None]:
         student.tokenizer.set_max_length(train_limit)
 
 
-def export(student: Embedder, model: nn.Module, path: Path, cfg: TrainConfig, info: DistInfo) -> Path:
+def export(student: LoadedModel, model: nn.Module, path: Path, cfg: TrainConfig, info: DistInfo) -> Path:
     """Write ``path`` (rank 0); under FSDP the shards are gathered first (collective: every rank calls)."""
     full = None
     if is_distributed():

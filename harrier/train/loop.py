@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from harrier.embedder import Embedder
+from harrier.loading import LoadedModel
 from harrier.train import checkpoint
 from harrier.train.config import TrainConfig, to_dict
 from harrier.train.data import build_datasets
@@ -232,7 +233,7 @@ def make_loss_fn(texts: StepTexts, t_q: torch.Tensor | None, t_d: torch.Tensor |
     return loss_fn
 
 
-def build_models(cfg: TrainConfig, info: DistInfo) -> tuple[Embedder, Teacher | None, nn.Module | None]:
+def build_models(cfg: TrainConfig, info: DistInfo) -> tuple[LoadedModel, Teacher | None, nn.Module | None]:
     """The student (fp32, train mode), the frozen teacher, and the alignment projection (when aligning)."""
     student = load_student(cfg.model.init, kind=cfg.model.kind, device=info.device, max_length=cfg.model.max_length)
     student.model.train()
@@ -249,7 +250,7 @@ def build_models(cfg: TrainConfig, info: DistInfo) -> tuple[Embedder, Teacher | 
             teacher = Teacher(cfg.teacher, info.device, dtype=cfg.teacher.dtype)
     projection = None
     if cfg.loss.align_weight > 0 and teacher is not None:
-        projection = make_projection(student.dim, teacher.dim).to(info.device)
+        projection = make_projection(student.model.dim, teacher.dim).to(info.device)
         if cfg.teacher is not None and cfg.teacher.projection:
             load_projection(projection, cfg.teacher.projection)
     return student, teacher, projection
@@ -272,7 +273,7 @@ def load_projection(projection: nn.Module, path: str) -> None:
     projection.load_state_dict(state)
 
 
-def run_eval(student: Embedder, cfg: TrainConfig, step: int, log_file: TextIO | None, mode: str) -> None:
+def run_eval(student: LoadedModel, cfg: TrainConfig, step: int, log_file: TextIO | None, mode: str) -> None:
     """Evaluate on rank 0 and append ``{"step", "eval": {task: score}}`` to the log (not under FSDP: the
     weights are sharded)."""
     if mode == "fsdp":
@@ -283,7 +284,8 @@ def run_eval(student: Embedder, cfg: TrainConfig, step: int, log_file: TextIO | 
         from harrier.train.export import inference_length
 
         with inference_length(student, cfg):
-            scores = suite_scores(student, cfg.run.eval_suite, data_root=cfg.run.eval_data)
+            scores = suite_scores(Embedder(student, truncation="silent"), cfg.run.eval_suite,
+                                  data_root=cfg.run.eval_data)
         log_file.write(json.dumps({"step": step, "eval": scores}) + "\n")
         log_file.flush()
 
@@ -343,8 +345,8 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path | None:
         spec = spec_of[batch.dataset]
         texts = step_texts(records, np.random.default_rng([cfg.data.seed, 7, step, info.rank]),
                            cfg.data.negatives_per_query, symmetric=spec.symmetric)
-        q_ids = student.tokenize(texts.queries)
-        d_ids = student.tokenize(texts.docs) if texts.docs else []
+        q_ids = student.tokenizer.encode(texts.queries, truncation="silent").ids
+        d_ids = student.tokenizer.encode(texts.docs, truncation="silent").ids if texts.docs else []
         t_teacher = time.perf_counter()
         t_q = teacher.embed(texts.raw_queries, query=True, prompt=spec.teacher_query_prompt) if teacher else None
         t_d = (teacher.embed(texts.raw_docs, query=False, prompt=spec.teacher_document_prompt)

@@ -73,6 +73,14 @@ def _eos_id(hf_config: dict) -> int:
 
 def embedder_from_decoder_lm(path: str | Path, *, device: str | torch.device | None = None,
                              max_length: int | None = None, full_attention: bool = True) -> Embedder:
+    """:func:`student_from_decoder_lm` behind the public :class:`Embedder` facade (texts over the limit are cut
+    silently)."""
+    return Embedder(student_from_decoder_lm(path, device=device, max_length=max_length,
+                                            full_attention=full_attention), truncation="silent")
+
+
+def student_from_decoder_lm(path: str | Path, *, device: str | torch.device | None = None,
+                            max_length: int | None = None, full_attention: bool = True) -> loading.LoadedModel:
     """A harrier-style causal last-token embedder from a decoder LM (fp32 weights, for training).
 
     The checkpoint's limit (what an export declares) is the LM's context, capped at 32k tokens as harrier's;
@@ -100,20 +108,20 @@ def embedder_from_decoder_lm(path: str | Path, *, device: str | torch.device | N
                                  dtype=torch.float32, max_length=max_length or context)
     log.info("student from decoder LM %s: %d layers, causal, last-token pooling, EOS %d appended",
              path, card.decoder.num_layers, eos)
-    return Embedder(loaded, truncation="silent")
+    return loaded
 
 
 def load_student(path: str | Path, *, kind: str = "auto", device: str | torch.device | None = None,
-                 max_length: int | None = None) -> Embedder:
-    """The student as an fp32 :class:`Embedder` whose ``model`` trains (mixed precision comes from autocast).
+                 max_length: int | None = None) -> loading.LoadedModel:
+    """The student as an fp32 model, its tokenizer and prompts; ``model`` trains (mixed precision comes from
+    autocast).
 
     ``max_length``: where texts are truncated (default: the model's own limit); ``student.card.max_length``
     keeps the model's own limit, which the export declares.
     """
     kind = detect_kind(path) if kind == "auto" else kind
     if kind == "decoder-lm":
-        return embedder_from_decoder_lm(path, device=device, max_length=max_length)
+        return student_from_decoder_lm(path, device=device, max_length=max_length)
     if kind != "embedder":
         raise ValueError(f"model.kind must be auto, embedder or decoder-lm, got {kind!r}")
-    emb = Embedder.from_pretrained(path, device=device, dtype="float32", max_length=max_length, truncation="silent")
-    return emb
+    return loading.load_model(path, device=device, dtype="float32", max_length=max_length)
