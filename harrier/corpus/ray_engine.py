@@ -76,8 +76,12 @@ class RayEngine:
         self.cfg = cfg
         self._started = False
         if not ray.is_initialized():
-            ray.init(address=cfg.address, log_to_driver=False, include_dashboard=False,
-                     **({} if cfg.address else {"num_cpus": max(1, int(cfg.actors * cfg.actor_cpus))}))
+            try:
+                ray.init(address=cfg.address, log_to_driver=False, include_dashboard=False,
+                         **({} if cfg.address else {"num_cpus": max(1, int(cfg.actors * cfg.actor_cpus))}))
+            except ConnectionError as err:
+                raise ValueError(f"no Ray cluster at --address {cfg.address} ({err}); start one with "
+                                 "'ray start --head' or leave out --address for a local instance") from err
             self._started = True
         ctx = ray.data.DataContext.get_current()
         ctx.execution_options.preserve_order = True
