@@ -127,56 +127,78 @@ def main() -> None:
     skip = set(filter(None, args.skip.split(",")))
 
     from harrier import Embedder
-    from harrier.corpus.encode import CorpusConfig, encode_corpus
-    from harrier.corpus.manifest import model_fingerprint
-    from harrier.corpus.window import LocalEngine
-    from harrier.engine import DEFAULT_BATCH_TOKENS
-    from harrier.prompts import Prompt
 
-    work = Path(args.work)
-    shutil.rmtree(work, ignore_errors=True)
-    texts = corpus_texts(Path(args.data_root), args.n)
-    pattern = write_inputs(texts, work / "in")
-    model = Embedder.from_pretrained(args.model, device="cpu", dtype=args.dtype)
-    prompt = Prompt(prompt_name=args.prompt_name) if args.prompt_name else None
-    n_tokens = sum(len(x) for x in model.tokenize(texts, model.prefix_for(prompt)))
-    shard_rows = -(-args.n // args.shards)
-    print(f"{socket_cpu()}; torch {torch.__version__}, {torch.get_num_threads()} threads; model {args.model} "
-          f"({args.dtype}); {len(texts)} texts, {n_tokens} tokens (mean {n_tokens / len(texts):.1f})", flush=True)
+    bench = Bench(args, Embedder.from_pretrained(args.model, device="cpu", dtype=args.dtype))
+    emb, local_out = bench.plain_vs_local()
+    if "ray" not in skip:
+        bench.ray(emb)
+    if "kill" not in skip:
+        note = kill_and_resume(args, bench.pattern, bench.work / "killed", local_out, bench.shard_rows, args.shards)
+        print(f"kill -9 + --resume: {note}", flush=True)
 
-    t = time.perf_counter()
-    fingerprint = model_fingerprint(args.model)
-    print(f"model fingerprint (sha256 of the weights, once per job) {time.perf_counter() - t:.1f} s", flush=True)
 
-    def corpus_job(name: str, engine) -> tuple[float, float, Path]:
-        cfg = CorpusConfig(inputs=(pattern,), output=work / name, prompt=prompt, shard_rows=shard_rows,
-                           batch_tokens=DEFAULT_BATCH_TOKENS["cpu"], progress=False)
+class Bench:
+    """The texts, written as JSONL inputs, and the model; each method runs one comparison and prints it."""
+
+    def __init__(self, args: argparse.Namespace, model) -> None:
+        from harrier.corpus.manifest import model_fingerprint
+        from harrier.engine import DEFAULT_BATCH_TOKENS
+        from harrier.prompts import Prompt
+
+        self.args, self.model = args, model
+        self.work = Path(args.work)
+        shutil.rmtree(self.work, ignore_errors=True)
+        self.texts = corpus_texts(Path(args.data_root), args.n)
+        self.pattern = write_inputs(self.texts, self.work / "in")
+        self.prompt = Prompt(prompt_name=args.prompt_name) if args.prompt_name else None
+        self.n_tokens = sum(len(x) for x in model.tokenize(self.texts, model.prefix_for(self.prompt)))
+        self.shard_rows = -(-args.n // args.shards)
+        self.batch_tokens = DEFAULT_BATCH_TOKENS["cpu"]
+        print(f"{cpu_name()}; torch {torch.__version__}, {torch.get_num_threads()} threads; model {args.model} "
+              f"({args.dtype}); {len(self.texts)} texts, {self.n_tokens} tokens "
+              f"(mean {self.n_tokens / len(self.texts):.1f}); {args.shards} shards", flush=True)
+        t = time.perf_counter()
+        model_fingerprint(args.model)
+        print(f"model fingerprint (sha256 of the checkpoint files; once per job, included below) "
+              f"{time.perf_counter() - t:.1f} s", flush=True)
+
+    def line(self, name: str, seconds: float, note: str) -> None:
+        n = len(self.texts)
+        print(f"{name:<28} {seconds:8.1f} s  {n / seconds:7.1f} texts/s  {self.n_tokens / seconds:8.0f} tokens/s  "
+              f"{note}", flush=True)
+
+    def job(self, name: str, engine) -> tuple[float, float, Path]:
+        from harrier.corpus.encode import CorpusConfig, encode_corpus
+
+        cfg = CorpusConfig(inputs=(self.pattern,), output=self.work / name, prompt=self.prompt,
+                           shard_rows=self.shard_rows, batch_tokens=self.batch_tokens, progress=False)
         shutil.rmtree(cfg.output, ignore_errors=True)
         t, c = time.perf_counter(), time.process_time()
-        encode_corpus(cfg, model, engine)
+        encode_corpus(cfg, self.model, engine)
         return time.perf_counter() - t, time.process_time() - c, cfg.output
 
-    plain, plain_cpu, local, local_cpu = [], [], [], []
-    for _ in range(args.rounds):  # alternate, best of each: the machine may be shared
-        t, c = time.perf_counter(), time.process_time()
-        ref = model.encode(texts, prompt_name=args.prompt_name, progress=False)
-        plain.append(time.perf_counter() - t)
-        plain_cpu.append(time.process_time() - c)
-        seconds, cpu, local_out = corpus_job("local", LocalEngine(model, DEFAULT_BATCH_TOKENS["cpu"]))
-        local.append(seconds)
-        local_cpu.append(cpu)
-    best, best_cpu = min(plain), min(plain_cpu)
-    print(f"plain Embedder.encode        {best:8.1f} s  {len(texts) / best:7.1f} texts/s  "
-          f"{n_tokens / best:8.0f} tokens/s  ratio 1.000  (process CPU time {best_cpu:.1f} s)", flush=True)
-    ids, emb = read_corpus(local_out)
-    assert ids == [f"t{i}" for i in range(len(texts))]
-    seconds, cpu = min(local), min(local_cpu)
-    print(f"corpus encode, local engine  {seconds:8.1f} s  {len(texts) / seconds:7.1f} texts/s  "
-          f"{n_tokens / seconds:8.0f} tokens/s  ratio {best / seconds:.3f} (wall overhead {1 - best / seconds:+.1%}, "
-          f"CPU-time overhead {cpu / best_cpu - 1:+.1%}; fingerprint {fingerprint[:8]} included); "
-          f"vs encode: {compare(emb, ref)}", flush=True)
+    def plain_vs_local(self) -> tuple[np.ndarray, Path]:
+        from harrier.corpus.window import LocalEngine
 
-    if "ray" not in skip:
+        plain, plain_cpu, local, local_cpu = [], [], [], []
+        for _ in range(self.args.rounds):  # alternated, best of each: the machine may be shared
+            t, c = time.perf_counter(), time.process_time()
+            ref = self.model.encode(self.texts, prompt_name=self.args.prompt_name, progress=False)
+            plain.append(time.perf_counter() - t)
+            plain_cpu.append(time.process_time() - c)
+            seconds, cpu, out = self.job("local", LocalEngine(self.model, self.batch_tokens))
+            local.append(seconds)
+            local_cpu.append(cpu)
+        self.plain = min(plain)
+        self.line("plain Embedder.encode", self.plain, f"ratio 1.000 (process CPU time {min(plain_cpu):.1f} s)")
+        ids, emb = read_corpus(out)
+        assert ids == [f"t{i}" for i in range(len(self.texts))]
+        self.line("corpus encode, local engine", min(local),
+                  f"ratio {self.plain / min(local):.3f} (wall overhead {1 - self.plain / min(local):+.1%}, CPU-time "
+                  f"overhead {min(local_cpu) / min(plain_cpu) - 1:+.1%}); vs encode: {compare(emb, ref)}")
+        return emb, out
+
+    def ray(self, local_emb: np.ndarray) -> None:
         import ray
 
         from harrier.corpus.ray_engine import RayEngine, RayEngineConfig
@@ -184,21 +206,17 @@ def main() -> None:
         t = time.perf_counter()
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
         started = time.perf_counter() - t
-        engine = RayEngine(RayEngineConfig(model=args.model, dtype=args.dtype, actors=2, actor_cpus=1,
-                                           batch_tokens=DEFAULT_BATCH_TOKENS["cpu"]))
-        seconds, _, ray_out = corpus_job("ray", engine)
+        engine = RayEngine(RayEngineConfig(model=self.args.model, dtype=self.args.dtype, actors=2, actor_cpus=1,
+                                           batch_tokens=self.batch_tokens))
+        seconds, _, out = self.job("ray", engine)
         ray.shutdown()
-        _, ray_emb = read_corpus(ray_out)
-        print(f"corpus encode, Ray 2 actors  {seconds:8.1f} s  {len(texts) / seconds:7.1f} texts/s  "
-              f"{n_tokens / seconds:8.0f} tokens/s  ratio {plain / seconds:.3f} (ray.init {started:.1f} s not "
-              f"counted; actors start once per shard); vs local: {compare(ray_emb, emb)}", flush=True)
-
-    if "kill" not in skip:
-        env_note = kill_and_resume(args, pattern, work / "killed", local_out, shard_rows, args.shards)
-        print(f"kill -9 + --resume: {env_note}", flush=True)
+        _, emb = read_corpus(out)
+        self.line("corpus encode, Ray 2 actors", seconds,
+                  f"ratio {self.plain / seconds:.3f} (ray.init {started:.1f} s not counted; the actor pool starts "
+                  f"once per shard); vs local: {compare(emb, local_emb)}")
 
 
-def socket_cpu() -> str:
+def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):

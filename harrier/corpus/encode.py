@@ -29,7 +29,7 @@ from harrier.corpus.manifest import (
     settings_diff,
 )
 from harrier.corpus.readers import BadRow, ReaderConfig, Record, count_rows, expand_inputs, iter_rows
-from harrier.corpus.shards import STORE_DTYPES, ShardWriter
+from harrier.corpus.shards import STORE_DTYPES, ShardWriter, require_pyarrow
 from harrier.corpus.window import PromptSpec, Window, WindowEngine, prompt_to_json, windows_of
 
 log = logging.getLogger(__name__)
@@ -151,6 +151,7 @@ def encode_corpus(cfg: CorpusConfig, model, engine: WindowEngine) -> CorpusResul
 
 
 def _run(cfg: CorpusConfig, model, engine: WindowEngine) -> CorpusResult:
+    require_pyarrow()
     files = expand_inputs(cfg.inputs)
     model.prefix_for(cfg.prompt)  # an unknown prompt name fails here, before any work
     settings = job_settings(cfg, files, model, model_fingerprint(model_path(model)))

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from harrier.corpus.manifest import Manifest
-from harrier.corpus.shards import read_vectors
+from harrier.corpus.shards import read_vectors, require_pyarrow
 
 log = logging.getLogger(__name__)
 ANN_FILE = "ann-hnsw.faiss"
@@ -31,6 +31,7 @@ class Hit:
 
 
 def open_index(index: Path) -> Manifest:
+    require_pyarrow()
     manifest = Manifest.load(index)
     if not manifest.complete:
         log.warning("%s is an unfinished corpus job: searching its %d finished shards", index, len(manifest.shards))

@@ -19,6 +19,14 @@ STORE_DTYPES = ("float32", "bfloat16")
 METADATA_KEY = b"harrier"
 
 
+def require_pyarrow() -> None:
+    """A clear ImportError (one CLI line) when the corpus extra is missing."""
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError as err:
+        raise ImportError("corpus encoding and search need pyarrow: pip install 'harrier[corpus]'") from err
+
+
 def to_bf16_bits(x: np.ndarray) -> np.ndarray:
     """float32 -> bfloat16 bit patterns as uint16 (round to nearest even, as torch rounds)."""
     import torch
