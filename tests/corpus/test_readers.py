@@ -71,3 +71,23 @@ def test_cli_counts_bad_rows_and_strict_is_fatal(tmp_path, tiny_gemma3_dir, caps
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"harrier: error: bad row {src}:2: not valid JSON (Expecting property name enclosed in double "
                    "quotes) (--strict)"]
+
+
+def test_windows_respect_rows_and_chars_and_row_prompts():
+    from harrier.corpus.window import windows_of
+
+    recs = [Record(f"r{i}", "x" * n, "p" if i == 2 else None, "f", i + 1) for i, n in enumerate([3, 3, 9, 1, 1, 1])]
+    windows = list(windows_of(recs, max_rows=4, max_chars=8, job_prompt="job"))
+    assert [w.ids for w in windows] == [["r0", "r1"], ["r2"], ["r3", "r4", "r5"]]  # r2 alone exceeds the cap
+    assert [w.prompts for w in windows] == [["job", "job"], ["p"], ["job", "job", "job"]]
+    assert [w.ids for w in windows_of(recs, max_rows=2, max_chars=100, job_prompt=None)] == [
+        ["r0", "r1"], ["r2", "r3"], ["r4", "r5"]]
+
+
+def test_count_rows(tmp_path):
+    from harrier.corpus.readers import count_rows
+
+    (tmp_path / "a.txt").write_text("one\ntwo\nthree")
+    (tmp_path / "b.txt").write_text("one\ntwo\n")
+    pq.write_table(pa.table({"id": ["a", "b", "c"]}), tmp_path / "c.parquet")
+    assert [count_rows(tmp_path / n) for n in ("a.txt", "b.txt", "c.parquet")] == [3, 2, 3]
