@@ -30,7 +30,8 @@ from harrier.corpus.manifest import (
 )
 from harrier.corpus.readers import BadRow, ReaderConfig, Record, count_rows, expand_inputs, iter_rows
 from harrier.corpus.shards import STORE_DTYPES, ShardWriter, require_pyarrow
-from harrier.corpus.window import PromptSpec, Window, WindowEngine, prompt_to_json, windows_of
+from harrier.corpus.window import Window, WindowEngine, prompt_to_json, windows_of
+from harrier.prompts import PromptSpec
 
 log = logging.getLogger(__name__)
 

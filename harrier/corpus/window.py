@@ -13,9 +13,7 @@ from typing import Protocol
 import numpy as np
 
 from harrier.engine import embed_step, plan_batches
-from harrier.prompts import Prompt
-
-PromptSpec = None | str | Prompt  # an item's prompt as Embedder.encode_items takes it
+from harrier.prompts import Prompt, PromptSpec
 
 
 @dataclass(frozen=True)

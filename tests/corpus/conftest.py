@@ -26,11 +26,11 @@ def write_jsonl(path: Path, rows: list) -> Path:
 
 @pytest.fixture()
 def clean_corpus(tmp_path) -> tuple[Path, list[str], list[str]]:
-    """Two JSONL files (a glob picks both), 40 good rows, no bad ones."""
-    texts = make_texts(40)
-    ids = [f"d{i}" for i in range(40)]
+    """Two JSONL files (a glob picks both), 24 good rows, no bad ones."""
+    texts = make_texts(24, max_words=14)
+    ids = [f"d{i}" for i in range(24)]
     folder = tmp_path / "in"
     folder.mkdir()
-    write_jsonl(folder / "part-0.jsonl", [{"id": i, "text": t} for i, t in zip(ids[:25], texts[:25], strict=True)])
-    write_jsonl(folder / "part-1.jsonl", [{"id": i, "text": t} for i, t in zip(ids[25:], texts[25:], strict=True)])
+    write_jsonl(folder / "part-0.jsonl", [{"id": i, "text": t} for i, t in zip(ids[:15], texts[:15], strict=True)])
+    write_jsonl(folder / "part-1.jsonl", [{"id": i, "text": t} for i, t in zip(ids[15:], texts[15:], strict=True)])
     return folder, ids, texts
