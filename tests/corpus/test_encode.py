@@ -24,7 +24,7 @@ def model(tiny_gemma3_dir):
 
 
 def run(model, inputs, out, **kw):
-    cfg = CorpusConfig(inputs=tuple(str(i) for i in inputs), output=out, progress=False, **kw)
+    cfg = CorpusConfig(inputs=tuple(str(i) for i in inputs), output=out, **{"progress": False, **kw})
     return encode_corpus(cfg, model, LocalEngine(model, cfg.batch_tokens))
 
 
@@ -67,15 +67,17 @@ def test_parquet_schema_and_metadata(model, clean_corpus, tmp_path):
     assert not any(table.column("truncated").to_pylist())
 
 
-def test_bfloat16_storage_and_truncation_flag(tiny_gemma3_dir, tmp_path):
+def test_bfloat16_storage_and_truncation_flag(tiny_gemma3_dir, tmp_path, capsys):
     small = Embedder.from_pretrained(tiny_gemma3_dir, device="cpu", dtype="float32", max_length=12,
                                      truncation="silent")
     texts = make_texts(12, seed=3)
     src = write_jsonl(tmp_path / "a.jsonl", [{"id": str(i), "text": t} for i, t in enumerate(texts)])
-    run(small, [src], tmp_path / "o", store_dtype="bfloat16")
+    run(small, [src], tmp_path / "o", store_dtype="bfloat16", progress=True)
     table = pq.read_table(tmp_path / "o" / "shard-00000.parquet")
     assert table.schema.field("embedding").type == pa.list_(pa.uint16(), small.dim)
     assert json.loads(table.schema.metadata[b"harrier"])["embedding_dtype"] == "bfloat16"
+    bar = capsys.readouterr().err
+    assert "12/12" in bar and "texts/s" in bar and "tokens/s" in bar  # the progress bar ran to the end
     ref = small.encode(texts)
     _, _, emb = read_all(tmp_path / "o")
     np.testing.assert_array_equal(emb, from_bf16_bits(to_bf16_bits(ref)))
