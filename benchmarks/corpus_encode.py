@@ -90,7 +90,8 @@ def kill_and_resume(args, pattern: str, out: Path, reference: Path, shard_rows: 
     """Run the CLI job in a subprocess, SIGKILL it once half its shards exist, resume, compare bytes."""
     cmd = [sys.executable, "-m", "harrier.cli", "corpus", "encode", "--model", args.model, "--input", pattern,
            "--output", str(out), "--shard-rows", str(shard_rows), "--dtype", args.dtype, "--device", "cpu",
-           "--no-progress", *(["--prompt-name", args.prompt_name] if args.prompt_name else [])]
+           "--no-progress", *(["--prompt-name", args.prompt_name] if args.prompt_name else []),
+           *(["--window-rows", str(args.window_rows)] if args.window_rows else [])]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     target = out / f"shard-{n_shards // 2 - 1:05d}.parquet"
@@ -121,6 +122,8 @@ def main() -> None:
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     ap.add_argument("--prompt-name", default=None, help="applied to every text (default: documents, no prompt)")
     ap.add_argument("--shards", type=int, default=4, help="the local job's shard count (kill after half)")
+    ap.add_argument("--io-n", type=int, default=50_000, help="texts for the engine-cost part (0: skip)")
+    ap.add_argument("--window-rows", type=int, default=None, help="corpus window (default: the library's)")
     ap.add_argument("--rounds", type=int, default=1, help="plain/local runs, alternated (best of each)")
     ap.add_argument("--skip", default="", help="comma list of steps to skip: ray,kill")
     args = ap.parse_args()
@@ -128,13 +131,67 @@ def main() -> None:
 
     from harrier import Embedder
 
-    bench = Bench(args, Embedder.from_pretrained(args.model, device="cpu", dtype=args.dtype))
+    model = Embedder.from_pretrained(args.model, device="cpu", dtype=args.dtype)
+    if args.io_n:
+        engine_cost(args, model)
+    if args.n == 0:
+        return
+    bench = Bench(args, model)
     emb, local_out = bench.plain_vs_local()
     if "ray" not in skip:
         bench.ray(emb)
     if "kill" not in skip:
         note = kill_and_resume(args, bench.pattern, bench.work / "killed", local_out, bench.shard_rows, args.shards)
         print(f"kill -9 + --resume: {note}", flush=True)
+
+
+class NullEngine:
+    """Returns zero vectors without tokenizing or running the model: what is left is the corpus engine's own work
+    (reading, parsing, windows, Parquet shards, manifest, bad-row file)."""
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+
+    def encode(self, windows):
+        from harrier.corpus.window import WindowResult
+
+        for w in windows:
+            yield WindowResult(np.zeros((len(w.texts), self.dim), np.float32), [1] * len(w.texts),
+                               [False] * len(w.texts))
+
+    def close(self) -> None:
+        pass
+
+
+def engine_cost(args: argparse.Namespace, model) -> None:
+    """At the full size: the corpus engine's own time per text (null engine), the model's tokenization time, and
+    the forward batches the windowed plan needs against one global plan (each window ends in a part-filled batch)."""
+    from harrier.corpus.encode import CorpusConfig, encode_corpus
+    from harrier.engine import DEFAULT_BATCH_TOKENS, plan_batches
+
+    work = Path(args.work) / "io"
+    shutil.rmtree(work, ignore_errors=True)
+    texts = corpus_texts(Path(args.data_root), args.io_n)
+    pattern = write_inputs(texts, work / "in")
+    window = args.window_rows or CorpusConfig.window_rows
+    cfg = CorpusConfig(inputs=(pattern,), output=work / "out", shard_rows=-(-len(texts) // args.shards),
+                       window_rows=window, progress=False)
+    t = time.perf_counter()
+    encode_corpus(cfg, model, NullEngine(model.dim))
+    io = time.perf_counter() - t
+    t = time.perf_counter()
+    lengths = [len(x) for x in model.tokenize(texts)]
+    tok = time.perf_counter() - t
+    budget = DEFAULT_BATCH_TOKENS["cpu"]
+    whole = len(plan_batches(lengths, budget))
+    windowed = 0
+    for s0 in range(0, len(texts), cfg.shard_rows):
+        shard = lengths[s0:s0 + cfg.shard_rows]
+        windowed += sum(len(plan_batches(shard[w:w + window], budget)) for w in range(0, len(shard), window))
+    print(f"engine cost at {len(texts)} texts ({sum(lengths)} tokens), {args.shards} shards, windows of {window}: "
+          f"corpus engine without the model {io:.1f} s ({io / len(texts) * 1e3:.2f} ms/text, fingerprint included); "
+          f"tokenization {tok:.1f} s (same in both paths); forward batches of {budget} tokens: {windowed} windowed "
+          f"vs {whole} in one global plan ({windowed / whole - 1:+.1%})", flush=True)
 
 
 class Bench:
@@ -171,7 +228,8 @@ class Bench:
         from harrier.corpus.encode import CorpusConfig, encode_corpus
 
         cfg = CorpusConfig(inputs=(self.pattern,), output=self.work / name, prompt=self.prompt,
-                           shard_rows=self.shard_rows, batch_tokens=self.batch_tokens, progress=False)
+                           shard_rows=self.shard_rows, batch_tokens=self.batch_tokens, progress=False,
+                           **({"window_rows": self.args.window_rows} if self.args.window_rows else {}))
         shutil.rmtree(cfg.output, ignore_errors=True)
         t, c = time.perf_counter(), time.process_time()
         encode_corpus(cfg, self.model, engine)

@@ -32,7 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     e.add_argument("--store-dtype", default="float32", choices=["float32", "bfloat16"],
                    help="dtype of the stored vectors (bfloat16: raw bits as uint16, see docs/corpus.md)")
     e.add_argument("--shard-rows", type=int, default=100_000)
-    e.add_argument("--window-rows", type=int, default=2_048, help="texts length-sorted together for packing")
+    e.add_argument("--window-rows", type=int, default=8_192, help="texts length-sorted together for packing")
     e.add_argument("--window-chars", type=int, default=8_000_000, help="character cap of a window")
     e.add_argument("--resume", action="store_true", help="continue a killed job: keep its finished shards")
     e.add_argument("--strict", action="store_true", help="a bad row is an error (default: reported, skipped)")

@@ -45,7 +45,7 @@ class CorpusConfig:
     reader: ReaderConfig = ReaderConfig()
     prompt: PromptSpec = None  # the job's prompt (None: documents, no prefix)
     shard_rows: int = 100_000
-    window_rows: int = 2_048  # texts tokenized and length-sorted together
+    window_rows: int = 8_192  # texts tokenized and length-sorted together
     window_chars: int = 8_000_000  # ... or fewer, so long documents keep a window's memory bounded
     batch_tokens: int = 4_096
     store_dtype: str = "float32"
