@@ -79,8 +79,11 @@ class Manifest:
             raise ValueError(f"{path}: cannot read the corpus manifest ({err})") from err
         if raw.get("format") != FORMAT:
             raise ValueError(f"{path}: format {raw.get('format')!r} is not {FORMAT!r}")
-        raw["shards"] = [ShardEntry(**s) for s in raw.get("shards", [])]
-        return Manifest(**raw)
+        try:
+            raw["shards"] = [ShardEntry(**s) for s in raw.get("shards", [])]
+            return Manifest(**raw)
+        except TypeError as err:
+            raise ValueError(f"{path}: not a harrier corpus manifest ({err})") from err
 
 
 def settings_diff(old: dict, new: dict) -> list[str]:
