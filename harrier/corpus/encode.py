@@ -120,6 +120,8 @@ def job_settings(cfg: CorpusConfig, files: list[Path], model, fingerprint: str) 
 def open_job(cfg: CorpusConfig, settings: dict) -> Manifest:
     """A fresh manifest, or (``resume``) the existing one after checking its settings and its shards."""
     out = cfg.output
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"output {out} is a file; corpus output is a directory")
     existing = (out / MANIFEST).is_file()
     if existing and not cfg.resume:
         raise ValueError(f"output {out} already holds a corpus job ({MANIFEST}); pass --resume to continue it, "

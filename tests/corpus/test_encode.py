@@ -112,3 +112,16 @@ def test_refuses_existing_output_and_bad_settings(model, clean_corpus, tmp_path)
         run(model, [folder / "*.jsonl"], tmp_path / "p", shard_rows=0)
     with pytest.raises(ValueError, match="prompt"):
         run(model, [folder / "*.jsonl"], tmp_path / "q", prompt=Prompt(prompt_name="nope"))
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="is a file"):
+        run(model, [folder / "*.jsonl"], tmp_path / "file")
+
+
+def test_empty_input_is_a_complete_job_with_no_shards(model, tmp_path):
+    (tmp_path / "empty.jsonl").write_text("\n")
+    result = run(model, [tmp_path / "empty.jsonl"], tmp_path / "o")
+    assert result.manifest.complete and result.manifest.rows == 0 and not result.manifest.shards
+    with pytest.raises(ValueError, match="no finished shards"):
+        from harrier.corpus.search import exact_search
+
+        exact_search(tmp_path / "o", np.ones((1, model.dim), np.float32), 3)
