@@ -13,6 +13,7 @@ from conftest import make_texts, write_jsonl
 from harrier import Embedder
 from harrier.corpus.encode import CorpusConfig, encode_corpus
 from harrier.corpus.readers import ReaderConfig
+from harrier.corpus.search import exact_search
 from harrier.corpus.shards import from_bf16_bits, read_vectors, to_bf16_bits
 from harrier.corpus.window import LocalEngine
 from harrier.prompts import Prompt
@@ -122,6 +123,4 @@ def test_empty_input_is_a_complete_job_with_no_shards(model, tmp_path):
     result = run(model, [tmp_path / "empty.jsonl"], tmp_path / "o")
     assert result.manifest.complete and result.manifest.rows == 0 and not result.manifest.shards
     with pytest.raises(ValueError, match="no finished shards"):
-        from harrier.corpus.search import exact_search
-
         exact_search(tmp_path / "o", np.ones((1, model.dim), np.float32), 3)
