@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harrier.corpus.manifest import (
+    BAD_ROW_EXAMPLES,
     BAD_ROWS,
     MANIFEST,
     Manifest,
@@ -96,7 +97,7 @@ class RowStream:
         if self.strict:
             raise ValueError(f"bad row {row} (--strict)")
         self.bad += 1
-        if len(self.examples) < 20:
+        if len(self.examples) < BAD_ROW_EXAMPLES:
             self.examples.append(str(row))
             log.warning("skipping bad row %s", row)
         self.bad_file.write(json.dumps({"file": row.file, "line": row.line, "reason": row.reason},
