@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from harrier.cli import _model_flags, _prompt_flags, load
+from harrier.loading import DTYPE_NAMES
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -66,6 +66,35 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     s.add_argument("--check-recall", action="store_true", help="with --ann: also run exact and print recall@k")
     s.add_argument("--json", action="store_true", help="one JSON line per query")
     s.set_defaults(func=cmd_search)
+
+
+def _model_flags(p: argparse.ArgumentParser) -> None:
+    """The model flags of ``harrier encode`` (restated here: importing ``harrier.cli`` would close an import circle)."""
+    p.add_argument("--model", required=True, help="hub id, local directory (HF / Sentence-Transformers layout) "
+                   "or .gguf file")
+    p.add_argument("--dtype", default="auto", choices=DTYPE_NAMES, help="compute dtype")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--max-length", type=int, default=None, help="tokens per text incl. special tokens")
+    p.add_argument("--truncation", default="warn", choices=["warn", "error", "silent"],
+                   help="texts over --max-length are cut keeping special tokens; the 'truncated' column says which")
+
+
+def _prompt_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--prompt-name", help="a named prompt of the checkpoint (see harrier info)")
+    g.add_argument("--instruction", help="one-sentence task: 'Instruct: {instruction}\\nQuery: '")
+    g.add_argument("--task", help="an MTEB(Multilingual, v2) task name (mteb's exact instruction string)")
+    g.add_argument("--prompt", help="a literal prefix")
+    p.add_argument("--batch-tokens", type=int, default=None,
+                   help="token budget per forward batch (default 4096 on CPU, 16384 on CUDA)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def load(args: argparse.Namespace):
+    from harrier import Embedder
+
+    return Embedder.from_pretrained(args.model, device=args.device, dtype=args.dtype, max_length=args.max_length,
+                                    truncation=args.truncation)
 
 
 def job_prompt(args: argparse.Namespace):
