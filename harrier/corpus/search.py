@@ -16,6 +16,7 @@ import numpy as np
 
 from harrier.corpus.manifest import Manifest
 from harrier.corpus.shards import read_vectors, require_pyarrow
+from harrier.vectors import l2_normalize
 
 log = logging.getLogger(__name__)
 ANN_FILE = "ann-hnsw.faiss"
@@ -38,11 +39,6 @@ def open_index(index: Path) -> Manifest:
     if not manifest.shards:
         raise ValueError(f"index {index} has no finished shards")
     return manifest
-
-
-def unit_rows(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def _merge(best_s: np.ndarray, best_r: np.ndarray, s_QN: np.ndarray, r_N: np.ndarray, k: int):
@@ -70,7 +66,7 @@ def exact_search(index: Path, queries_QD: np.ndarray, top_k: int) -> list[list[H
     if top_k < 1:
         raise ValueError(f"top_k must be positive, got {top_k}")
     manifest = open_index(index)
-    q_QD = unit_rows(queries_QD)
+    q_QD = l2_normalize(queries_QD)
     n_q = q_QD.shape[0]
     best_s = np.empty((n_q, 0), dtype=np.float32)
     best_r = np.empty((n_q, 0), dtype=np.int64)
@@ -79,7 +75,7 @@ def exact_search(index: Path, queries_QD: np.ndarray, top_k: int) -> list[list[H
     batch_rows = max(1_024, SCORE_ELEMENTS // max(n_q, 1))
     for shard in manifest.shards:
         for batch in read_vectors(index / shard.file, batch_rows=batch_rows):
-            e_ND = unit_rows(batch["embedding"])
+            e_ND = l2_normalize(batch["embedding"])
             if e_ND.shape[1] != q_QD.shape[1]:
                 raise ValueError(f"queries have dim {q_QD.shape[1]}, index {index} has dim {e_ND.shape[1]}")
             s_QN = q_QD @ e_ND.T
@@ -127,7 +123,7 @@ def build_ann(index: Path, *, m: int = 32, ef_construction: int = 200) -> Path:
     ann.hnsw.efConstruction = ef_construction
     for shard in manifest.shards:
         for batch in read_vectors(index / shard.file, columns=("embedding",)):
-            ann.add(np.ascontiguousarray(unit_rows(batch["embedding"])))
+            ann.add(np.ascontiguousarray(l2_normalize(batch["embedding"])))
     path = index / ANN_FILE
     faiss.write_index(ann, str(path))
     info = {"kind": "faiss-hnsw-flat-ip", "m": m, "ef_construction": ef_construction, "rows": manifest.rows,
@@ -147,7 +143,7 @@ def ann_search(index: Path, queries_QD: np.ndarray, top_k: int, *, ef_search: in
         raise ValueError(f"the ANN index of {index} is stale (built over other shards); rebuild it")
     ann = faiss.read_index(str(index / ANN_FILE))
     ann.hnsw.efSearch = max(ef_search, top_k)
-    s_QK, r_QK = ann.search(np.ascontiguousarray(unit_rows(queries_QD)), top_k)
+    s_QK, r_QK = ann.search(np.ascontiguousarray(l2_normalize(queries_QD)), top_k)
     ids = ids_for_rows(index, manifest, sorted({int(r) for r in r_QK.ravel() if r >= 0}))
     return [[Hit(ids[int(r)], float(s), int(r)) for s, r in zip(s_q, r_q, strict=True) if r >= 0]
             for s_q, r_q in zip(s_QK, r_QK, strict=True)]
