@@ -52,17 +52,24 @@ class WindowEncoder:
         self.batch_tokens = cfg.batch_tokens
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        out: dict[str, list] = {"window": [], "emb": [], "n_tokens": [], "truncated": []}
+        out: dict[str, list] = {"window": [], "emb": [], "n_tokens": [], "truncated": [], "error": []}
         for k, raw in zip(batch["window"], batch["items"], strict=True):
             items = json.loads(raw)
-            window = Window([], [t for t, _ in items], [prompt_from_json(p) for _, p in items])
-            result = encode_window(self.model, window, self.batch_tokens)
+            ids, texts, prompts = zip(*items, strict=True) if items else ((), (), ())
+            window = Window(list(ids), list(texts), [prompt_from_json(p) for p in prompts])
+            try:  # bad input comes back as a message (a raised error reaches the driver as an untyped Ray failure)
+                result = encode_window(self.model, window, self.batch_tokens)
+            except ValueError as err:
+                result, error = None, str(err)
+            else:
+                error = ""
             out["window"].append(int(k))
-            out["emb"].append(result.emb_ND.astype("<f4").tobytes())
-            out["n_tokens"].append(json.dumps(result.n_tokens))
-            out["truncated"].append(json.dumps(result.truncated))
+            out["emb"].append(b"" if result is None else result.emb_ND.astype("<f4").tobytes())
+            out["n_tokens"].append(json.dumps(None if result is None else result.n_tokens))
+            out["truncated"].append(json.dumps(None if result is None else result.truncated))
+            out["error"].append(error)
         return {"window": np.array(out["window"], dtype=np.int64), "emb": np.array(out["emb"], dtype=object),
-                "n_tokens": np.array(out["n_tokens"]), "truncated": np.array(out["truncated"])}
+                **{key: np.array(out[key]) for key in ("n_tokens", "truncated", "error")}}
 
 
 class RayEngine:
@@ -94,8 +101,8 @@ class RayEngine:
         windows = list(windows)
         if not windows:
             return
-        rows = [{"window": k, "items": json.dumps([[t, prompt_to_json(p)] for t, p in zip(w.texts, w.prompts,
-                                                                                          strict=True)])}
+        rows = [{"window": k, "items": json.dumps([[i, t, prompt_to_json(p)]
+                                                   for i, t, p in zip(w.ids, w.texts, w.prompts, strict=True)])}
                 for k, w in enumerate(windows)]
         ds = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
             WindowEncoder, fn_constructor_args=(self.cfg,), batch_size=1, batch_format="numpy",
@@ -103,6 +110,8 @@ class RayEngine:
             num_gpus=self.cfg.actor_gpus)
         results: dict[int, WindowResult] = {}
         for row in ds.iter_rows():
+            if row["error"]:
+                raise ValueError(row["error"])
             k = int(row["window"])
             emb = np.frombuffer(row["emb"], dtype="<f4").reshape(len(windows[k].texts), -1).astype(np.float32)
             results[k] = WindowResult(emb, json.loads(row["n_tokens"]), json.loads(row["truncated"]))

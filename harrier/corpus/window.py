@@ -14,6 +14,7 @@ import numpy as np
 
 from harrier.engine import embed_step, plan_batches
 from harrier.prompts import Prompt, PromptSpec
+from harrier.tokenize import TruncationError
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,10 @@ def encode_window(model, window: Window, batch_tokens: int) -> WindowResult:
     Truncation is recorded per row (the ``truncated`` column) instead of warning once per window; a model set to
     ``truncation="error"`` still raises.
     """
-    policy = "error" if model.truncation == "error" else "silent"
-    tok = model.tokenize_items(list(zip(window.texts, window.prompts, strict=True)), truncation=policy)
+    tok = model.tokenize_items(list(zip(window.texts, window.prompts, strict=True)), truncation="silent")
+    if tok.truncated and model.truncation == "error":
+        raise TruncationError(f"record {window.ids[tok.truncated[0]]!r} is longer than max_length {model.max_length} "
+                              f"tokens (truncation='error'; {len(tok.truncated)} such in its window)")
     lengths = [len(x) for x in tok.ids]
     emb_ND = np.empty((len(lengths), model.dim), dtype=np.float32)
     for idx in plan_batches(lengths, batch_tokens):

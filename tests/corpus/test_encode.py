@@ -17,6 +17,7 @@ from harrier.corpus.search import exact_search
 from harrier.corpus.shards import from_bf16_bits, read_vectors, to_bf16_bits
 from harrier.corpus.window import LocalEngine
 from harrier.prompts import Prompt
+from harrier.tokenize import TruncationError
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +86,13 @@ def test_bfloat16_storage_and_truncation_flag(tiny_gemma3_dir, tmp_path, capsys)
     lengths = [len(x) for x in Embedder.from_pretrained(tiny_gemma3_dir, device="cpu").tokenize(texts)]
     assert table.column("truncated").to_pylist() == [n > 12 for n in lengths]
     assert table.column("n_tokens").to_pylist() == [min(n, 12) for n in lengths]
+
+
+def test_truncation_error_names_the_record(tiny_gemma3_dir, tmp_path):
+    strict = Embedder.from_pretrained(tiny_gemma3_dir, device="cpu", max_length=12, truncation="error")
+    src = write_jsonl(tmp_path / "a.jsonl", [{"id": "short", "text": "fox"}, {"id": "long", "text": "fox " * 40}])
+    with pytest.raises(TruncationError, match="record 'long' is longer than max_length 12"):
+        run(strict, [src], tmp_path / "o")
 
 
 def test_prompts_job_wide_and_per_row(model, tmp_path):
