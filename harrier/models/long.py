@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from harrier.models.layers import RMSNorm, SeqGroups
+from harrier.models.layers import RMSNorm
+from harrier.packing import SeqGroups
 
 if TYPE_CHECKING:
     from harrier.models.decoder import DecoderLayer

@@ -15,9 +15,9 @@ import torch
 from helpers import decoder_config, random_ids, random_model
 
 from harrier import Embedder
-from harrier.engine import pack
 from harrier.models import long
-from harrier.models.layers import SeqGroups, varlen_attention
+from harrier.models.layers import varlen_attention
+from harrier.packing import SeqGroups, pack
 
 COS_MIN = 0.99999
 
@@ -115,7 +115,7 @@ from pathlib import Path
 import torch
 sys.path.insert(0, {helpers!r})
 from helpers import decoder_config, random_ids, random_model
-from harrier.engine import pack
+from harrier.packing import pack
 from harrier.models import long
 
 def status(field):
