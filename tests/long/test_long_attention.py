@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tiny
 import torch
-from helpers import decoder_config, random_ids, random_model
+from long_helpers import decoder_config, random_ids, random_model
 
 from harrier import Embedder
 from harrier.models import long
@@ -114,7 +114,7 @@ import json, sys
 from pathlib import Path
 import torch
 sys.path.insert(0, {helpers!r})
-from helpers import decoder_config, random_ids, random_model
+from long_helpers import decoder_config, random_ids, random_model
 from harrier.packing import pack
 from harrier.models import long
 
