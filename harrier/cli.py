@@ -1,6 +1,7 @@
 """The ``harrier`` command: thin argument parsing over the library; every user error is one line and exit 2.
 
     harrier encode --model microsoft/harrier-oss-v1-270m --prompt-name web_search_query --input q.txt --output q.npy
+    harrier encode --model ./my-model --input docs.jsonl --output chunks.jsonl --chunk 512 --overlap 64 --aggregate none
     harrier info --model ./my-model
     harrier similarity --model ./my-model queries.txt docs.txt --prompt-name web_search_query
 """
@@ -102,12 +103,56 @@ def prompt_kwargs(args: argparse.Namespace) -> dict:
             "prompt": args.prompt}
 
 
+def write_chunks(target: str, result, texts: list[str], records: list[dict] | None) -> None:
+    """One JSONL line per chunk: source index (and the record's id), chunk index, character span, embedding."""
+    def lines():
+        for k, vec in enumerate(result.embeddings):
+            i, s, e = int(result.source[k]), int(result.char_start[k]), int(result.char_end[k])
+            row = {"source": i}
+            if records is not None and "id" in records[i]:
+                row["id"] = records[i]["id"]
+            row.update(chunk=int(result.chunk_index[k]), char_start=s, char_end=e, tokens=int(result.tokens[k]),
+                       text=texts[i][s:e], embedding=[round(float(x), 7) for x in vec])
+            yield json.dumps(row, ensure_ascii=False) + "\n"
+
+    if target == "-":
+        sys.stdout.writelines(lines())
+        return
+    path = Path(target).expanduser()
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        f.writelines(lines())
+    os.replace(tmp, path)
+
+
+def check_chunk_flags(args: argparse.Namespace) -> None:
+    if args.chunk is None:
+        if args.overlap is not None or args.aggregate is not None:
+            raise CLIError("--overlap and --aggregate need --chunk N (tokens per chunk)")
+        return
+    if args.aggregate == "none" and args.output != "-" and Path(args.output).suffix != ".jsonl":
+        raise CLIError("--aggregate none writes one line per chunk: use a .jsonl output or -")
+
+
 def cmd_encode(args: argparse.Namespace) -> int:
     check_output(args.output)
+    check_chunk_flags(args)
     texts, records = read_texts(args.input)
     model = load(args)
-    emb = model.encode(texts, batch_tokens=args.batch_tokens, progress=False if args.no_progress else None,
-                       **prompt_kwargs(args))
+    progress = False if args.no_progress else None
+    if args.chunk is not None:
+        result = model.encode_chunked(texts, chunk=args.chunk, overlap=64 if args.overlap is None else args.overlap,
+                                      aggregate=args.aggregate or "mean", batch_tokens=args.batch_tokens,
+                                      progress=progress, **prompt_kwargs(args))
+        if result.aggregate == "none":
+            write_chunks(args.output, result, texts, records)
+            if args.output != "-":
+                print(f"wrote {len(result.source)} chunk embeddings of {len(texts)} texts to {args.output}",
+                      file=sys.stderr)
+            return 0
+        emb = result.embeddings
+    else:
+        emb = model.encode(texts, batch_tokens=args.batch_tokens, progress=progress, **prompt_kwargs(args))
     write_embeddings(args.output, emb, texts, records)
     if args.output != "-":
         print(f"wrote {emb.shape[0]} embeddings of dim {emb.shape[1]} to {args.output}", file=sys.stderr)
@@ -178,6 +223,13 @@ def build_parser() -> argparse.ArgumentParser:
     _prompt_flags(p)
     p.add_argument("--input", required=True, help=".txt (one text per line), .jsonl (field 'text') or - (stdin)")
     p.add_argument("--output", required=True, help=".npy, .jsonl (adds field 'embedding') or - (JSONL to stdout)")
+    p.add_argument("--chunk", type=int, default=None,
+                   help="embed in chunks of N tokens (prompt and special tokens included), for texts over the model's "
+                        "length; each chunk gets its own BOS/EOS and the prompt")
+    p.add_argument("--overlap", type=int, default=None, help="tokens shared by neighbouring chunks (default 64)")
+    p.add_argument("--aggregate", choices=["mean", "weighted", "none"], default=None,
+                   help="one vector per text: mean (default) or token-weighted mean of the normalised chunk "
+                        "vectors; none: one JSONL line per chunk with its character span")
     p.set_defaults(func=cmd_encode)
 
     p = sub.add_parser("info", help="architecture, dims, max length, prompts, pooling, parameter count")

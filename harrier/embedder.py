@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from harrier import loading, saving
+from harrier import chunking, loading, saving
+from harrier.chunking import Aggregate, ChunkConfig, ChunkedEmbeddings
 from harrier.engine import DEFAULT_BATCH_TOKENS, run_batches
 from harrier.loading import DType, LoadedModel
-from harrier.prompts import PromptConfig, PromptSpec, prefix_for, resolve_prefix
+from harrier.prompts import Prompt, PromptConfig, PromptSpec, prefix_for, resolve_prefix
 from harrier.tokenize import TokenizedItems, TruncationPolicy
 from harrier.vectors import l2_normalize
 
@@ -176,6 +177,19 @@ class Embedder:
             batch_tokens = DEFAULT_BATCH_TOKENS[self.device.type]
         return run_batches(self.model, ids, dim=self.dim, batch_tokens=batch_tokens, device=self.device,
                            prompt_lens=prompt_lens, progress=progress)
+
+    def encode_chunked(self, texts: Sequence[str], *, chunk: int = 512, overlap: int = 64,
+                       aggregate: Aggregate = "mean", prompt_name: str | None = None, prompt: str | None = None,
+                       instruction: str | None = None, task: str | None = None, batch_tokens: int | None = None,
+                       progress: bool | None = None) -> ChunkedEmbeddings:
+        """Texts of any length in chunks of ``chunk`` tokens (prompt and special tokens included) sharing ``overlap``
+        tokens, each chunk encoded as ``encode`` encodes a text (the prompt on every chunk of a query, documents
+        raw). ``aggregate``: "mean" (default) or "weighted" (by text tokens) of the normalised chunk vectors,
+        renormalised, one row per text; "none", one row per chunk. Chunk sources and character spans come with
+        every result (:class:`~harrier.chunking.ChunkedEmbeddings`)."""
+        spec = Prompt(prompt_name=prompt_name, prompt=prompt, instruction=instruction, task=task)
+        cfg = ChunkConfig(chunk=chunk, overlap=overlap, aggregate=aggregate)
+        return chunking.encode_chunked(self, texts, spec, cfg, batch_tokens=batch_tokens, progress=progress)
 
     @staticmethod
     def similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:

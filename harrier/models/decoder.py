@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from harrier.models import long
 from harrier.models.config import DecoderConfig
 from harrier.models.layers import MLP, Attention, RMSNorm, rope_cos_sin
 from harrier.packing import SeqGroups
@@ -33,6 +34,8 @@ class DecoderLayer(nn.Module):
             self.post_feedforward_layernorm = RMSNorm(cfg.hidden_size, eps, off)
 
     def forward(self, x_TD: torch.Tensor, cos_sin, groups: SeqGroups) -> torch.Tensor:
+        if long.use_long_path(x_TD.shape[0]):
+            return long.layer_forward_chunked(self, x_TD, cos_sin, groups)
         if self.sandwich:
             attn = self.post_attention_layernorm(self.self_attn(self.input_layernorm(x_TD), cos_sin, groups))
             x_TD = x_TD + attn
@@ -68,4 +71,6 @@ class Decoder(nn.Module):
                 x_TD = checkpoint(layer, x_TD, cos_sin, groups, use_reentrant=False)
             else:
                 x_TD = layer(x_TD, cos_sin, groups)
+        if long.use_long_path(x_TD.shape[0]):
+            return long.norm_chunked(self.norm, x_TD)
         return self.norm(x_TD)

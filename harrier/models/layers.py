@@ -105,15 +105,24 @@ class Attention(nn.Module):
         self.q_norm = RMSNorm(e, cfg.rms_norm_eps, cfg.norm_offset)
         self.k_norm = RMSNorm(e, cfg.rms_norm_eps, cfg.norm_offset)
 
-    def forward(self, x_TD: torch.Tensor, cos_sin, groups: SeqGroups) -> torch.Tensor:
+    def qkv(self, x_TD: torch.Tensor, cos_sin) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-token part before attention: projections, q/k norms, rope. Returns q [T, H, E], k and v [T, K, E]."""
         cfg, t = self.cfg, x_TD.shape[0]
         q = self.q_norm(self.q_proj(x_TD).view(t, cfg.num_heads, cfg.head_dim))
         k = self.k_norm(self.k_proj(x_TD).view(t, cfg.num_kv_heads, cfg.head_dim))
         v = self.v_proj(x_TD).view(t, cfg.num_kv_heads, cfg.head_dim)
         cos, sin = cos_sin
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        o = varlen_attention(q, k, v, groups, causal=cfg.causal, window=self.window, scale=cfg.attn_scale)
-        return self.o_proj(o.reshape(t, -1))
+        return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
+
+    def attend(self, q_THE, k_TKE, v_TKE, groups: SeqGroups) -> torch.Tensor:
+        cfg = self.cfg
+        return varlen_attention(q_THE, k_TKE, v_TKE, groups, causal=cfg.causal, window=self.window,
+                                scale=cfg.attn_scale)
+
+    def forward(self, x_TD: torch.Tensor, cos_sin, groups: SeqGroups) -> torch.Tensor:
+        q, k, v = self.qkv(x_TD, cos_sin)
+        o = self.attend(q, k, v, groups)
+        return self.o_proj(o.reshape(x_TD.shape[0], -1))
 
 
 class MLP(nn.Module):
