@@ -15,17 +15,15 @@ Shape legend: T = packed tokens, D = hidden size, H = query heads, K = key/value
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
+from torch import nn
 
 from harrier.models.layers import RMSNorm
 from harrier.packing import SeqGroups
 
-if TYPE_CHECKING:
-    from harrier.models.decoder import DecoderLayer
-
-LONG_TOKENS = 8_192  # packed batches with more tokens than this take the chunked path (inference only)
+# packed batches with more tokens than this take the chunked path (inference only); above both default batch
+# budgets (engine.DEFAULT_BATCH_TOKENS: CPU 4,096, CUDA 16,384), so ordinary batches keep the plain path
+LONG_TOKENS = 16_384
 TOKEN_CHUNK = 2_048  # tokens per chunk of per-token work on that path
 
 
@@ -39,8 +37,9 @@ def _chunks(t: int):
         yield slice(s, min(t, s + TOKEN_CHUNK))
 
 
-def layer_forward_chunked(layer: DecoderLayer, x_TD: torch.Tensor, cos_sin, groups: SeqGroups) -> torch.Tensor:
-    """``layer(x_TD)`` with per-token work in chunks; updates the residual stream ``x_TD`` in place and returns it.
+def layer_forward_chunked(layer: nn.Module, x_TD: torch.Tensor, cos_sin, groups: SeqGroups) -> torch.Tensor:
+    """``layer(x_TD)`` of a ``DecoderLayer`` (not imported: decoder.py imports this module) with per-token work in
+    chunks; updates the residual stream ``x_TD`` in place and returns it.
 
     The same ops in the same order as ``DecoderLayer.forward``, per chunk of rows; only the row blocking of the
     matrix products differs, so results equal the plain path to float rounding (checked in tests).
