@@ -18,7 +18,7 @@ from collections.abc import Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.responses import JSONResponse, Response
 
@@ -170,11 +170,15 @@ def _install_errors(application: FastAPI) -> None:
 
     @application.exception_handler(BodyTooLargeError)
     async def _too_large(request: Request, err: BodyTooLargeError) -> JSONResponse:
-        return error_response(request.url.path, 413, str(err))
+        return error_response(request.url.path, 413, err.detail)
 
 
-class BodyTooLargeError(Exception):
-    pass
+class BodyTooLargeError(HTTPException):
+    """Raised while the body streams in (chunked uploads carry no Content-Length); an HTTPException so that
+    FastAPI's body parsing passes it through instead of calling it malformed JSON."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(status_code=413, detail=detail)
 
 
 class Gate:
