@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 
 DESCRIPTION = """Serve one model over HTTP: OpenAI POST /v1/embeddings (+ GET /v1/models) and TEI's /embed,
@@ -69,6 +70,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         def handle_exit(self, sig, frame) -> None:
             state.draining = True  # /health 503 at once; admitted requests still complete
             super().handle_exit(sig, frame)
+
+        @contextlib.contextmanager
+        def capture_signals(self):
+            with super().capture_signals():
+                yield
+                # uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown (the process then dies of the
+                # signal); a completed drain is a clean stop for supervisors: exit 0.
+                self._captured_signals.clear()
 
     server = DrainingServer(uvicorn.Config(application, host=args.host, port=args.port, access_log=False,
                                            log_config=None, timeout_graceful_shutdown=args.graceful_timeout))
