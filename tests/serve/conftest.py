@@ -13,6 +13,18 @@ sys.path.insert(0, str(Path(__file__).parent))
 from servekit import API_KEY, MAX_LENGTH, start_server  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """The reference encodes in this process while a server process computes on the same cores: one thread each
+    (two OpenMP threads per process on two busy cores spin against each other, 30x slower here)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def server(tiny_gemma3_dir, tmp_path_factory):
     srv = start_server(tiny_gemma3_dir, tmp_path_factory.mktemp("serve") / "server.log")

@@ -20,16 +20,24 @@ HEADERS = {"Authorization": f"Bearer {API_KEY}"}
 
 
 def _workload(reference, n: int, seed: int):
-    """n requests: distinct texts of mixed lengths, each with its own prompt, and the offline answer."""
+    """n requests: distinct texts of mixed lengths, each with its own prompt, and the offline answer (one encode
+    call per prompt)."""
     rng = random.Random(seed)
     words = " ".join(TEXTS).split()
-    out = []
+    bodies = []
     for i in range(n):
         texts = [f"client {i} text {j}: " + " ".join(rng.choices(words, k=rng.randint(1, 40)))
                  for j in range(rng.randint(1, 4))]
-        prompt = PROMPTS[i % len(PROMPTS)]
-        out.append(({"input": texts, "encoding_format": "float", **prompt}, reference.encode(texts, **prompt)))
-    return out
+        bodies.append({"input": texts, "encoding_format": "float", **PROMPTS[i % len(PROMPTS)]})
+    wants = [None] * n
+    for k, prompt in enumerate(PROMPTS):
+        mine = list(range(k, n, len(PROMPTS)))
+        emb = reference.encode([t for i in mine for t in bodies[i]["input"]], **prompt)
+        start = 0
+        for i in mine:
+            wants[i] = emb[start:start + len(bodies[i]["input"])]
+            start += len(bodies[i]["input"])
+    return list(zip(bodies, wants, strict=True))
 
 
 def _check(response: httpx.Response, want: np.ndarray) -> None:
@@ -51,14 +59,16 @@ def test_64_clients_each_get_their_own_vectors(server, reference):
     before = _batch_stats(server.url)
     barrier = threading.Barrier(64)
 
-    def client(item):
-        body, want = item
-        with httpx.Client(base_url=server.url, headers=HEADERS, timeout=60) as c:
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    with httpx.Client(base_url=server.url, headers=HEADERS, timeout=60, limits=limits) as c:
+
+        def client(item):
+            body, want = item
             barrier.wait(30)
             _check(c.post("/v1/embeddings", json=body), want)
 
-    with ThreadPoolExecutor(64) as pool:
-        list(pool.map(client, work))
+        with ThreadPoolExecutor(64) as pool:
+            list(pool.map(client, work))
     after = _batch_stats(server.url)
     forwards, requests, single = (a - b for a, b in zip(after, before, strict=True))
     assert requests >= 64  # every request reached a forward (one spanning two forwards counts in both)
