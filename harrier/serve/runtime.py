@@ -11,7 +11,8 @@ from typing import Protocol
 
 import numpy as np
 
-from harrier.serve import _seam
+from harrier.engine import embed_step
+from harrier.prompts import Prompt
 from harrier.tokenize import TruncationError
 
 
@@ -99,11 +100,12 @@ class EmbedderRuntime:
 
     def tokenize_texts(self, texts: Sequence[str], prefix: str, truncate: bool | None) -> Prepared:
         m = self.embedder
+        spec = Prompt(prompt=prefix)  # already resolved (a literal "" stays raw, whatever the checkpoint's default)
         try:
-            tok = _seam.tokenize(m, texts, prefix, _policy(truncate, m.truncation))
+            tok = m.tokenize_items([(t, spec) for t in texts], truncation=_policy(truncate, m.truncation))
         except TruncationError as err:
             raise InputError(f"{err}; send truncate=true to cut them") from err
-        return Prepared(ids=tok[0], prompt_lens=tok[1], truncated=tok[2])
+        return Prepared(ids=tok.ids, prompt_lens=list(tok.prompt_lens), truncated=list(tok.truncated))
 
     def prepare_ids(self, ids: Sequence[Sequence[int]], truncate: bool | None) -> Prepared:
         """Raw token ids (no special tokens) -> the checkpoint's BOS/EOS added; over-long ones cut or refused."""
@@ -113,13 +115,13 @@ class EmbedderRuntime:
             if bad:
                 raise InputError(f"input[{n}] holds token id {bad[0]} outside this model's vocabulary "
                                  f"(0..{self.vocab_size - 1})")
-            full = _seam.with_specials(self.embedder, list(seq))
+            full = self.embedder.tokenizer.with_specials(list(seq))
             if len(full) > self.max_length:
                 if _policy(truncate, self.embedder.truncation) == "error":
                     raise InputError(f"input[{n}] has {len(full)} tokens with special tokens, over this model's "
                                      f"max length {self.max_length}; send truncate=true to cut it")
                 keep = self.max_length - (len(full) - len(seq))
-                full = _seam.with_specials(self.embedder, list(seq[:keep]))
+                full = self.embedder.tokenizer.with_specials(list(seq[:keep]))
                 truncated.append(n)
             out.append(full)
         return Prepared(ids=out, prompt_lens=[0] * len(out), truncated=truncated)
@@ -138,4 +140,4 @@ class EmbedderRuntime:
 
     def embed(self, ids: list[list[int]], prompt_lens: list[int]) -> np.ndarray:
         m = self.embedder
-        return _seam.embed_step(m.model, ids, device=m.device, prompt_lens=prompt_lens if any(prompt_lens) else None)
+        return embed_step(m.model, ids, device=m.device, prompt_lens=prompt_lens)

@@ -72,7 +72,7 @@ def load_runtime(config: ServeConfig) -> Runtime:
 
 
 def batch_budget(config: ServeConfig, runtime: Runtime) -> tuple[int, int]:
-    from harrier.serve._seam import DEFAULT_BATCH_TOKENS
+    from harrier.engine import DEFAULT_BATCH_TOKENS
 
     device = str(runtime.description.get("device", "cpu")).split(":")[0]
     tokens = config.max_batch_tokens or DEFAULT_BATCH_TOKENS.get(device, 4096)
