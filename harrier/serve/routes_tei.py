@@ -47,8 +47,7 @@ async def similarity(body: SimilarityRequest, request: Request) -> JSONResponse:
     docs = pipeline.parse_inputs(body.inputs.sentences, state, "inputs.sentences")
     q = await pipeline.prepare(state, source, pipeline.prompt_choice(body, state), body.truncate, request)
     d = await pipeline.prepare(state, docs, PromptChoice(), body.truncate, request)
-    q_emb = await pipeline.embed(state, q, request)
-    d_emb = await pipeline.embed(state, d, request)
+    q_emb, d_emb = await asyncio.gather(pipeline.embed(state, q, request), pipeline.embed(state, d, request))
     q_emb = q_emb / np.maximum(np.linalg.norm(q_emb, axis=1, keepdims=True), 1e-12)
     d_emb = d_emb / np.maximum(np.linalg.norm(d_emb, axis=1, keepdims=True), 1e-12)
     request.state.tokens = q.num_tokens + d.num_tokens

@@ -5,6 +5,7 @@ with the library's ``Embedder``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -14,6 +15,8 @@ import numpy as np
 from harrier.engine import embed_step
 from harrier.prompts import Prompt
 from harrier.tokenize import TruncationError
+
+log = logging.getLogger(__name__)
 
 
 class InputError(ValueError):
@@ -120,6 +123,9 @@ class EmbedderRuntime:
                 if _policy(truncate, self.embedder.truncation) == "error":
                     raise InputError(f"input[{n}] has {len(full)} tokens with special tokens, over this model's "
                                      f"max length {self.max_length}; send truncate=true to cut it")
+                if _policy(truncate, self.embedder.truncation) == "warn":
+                    log.warning("token input #%d has %d tokens and was cut to max_length %d", n, len(full),
+                                self.max_length)
                 keep = self.max_length - (len(full) - len(seq))
                 full = self.embedder.tokenizer.with_specials(list(seq[:keep]))
                 truncated.append(n)

@@ -48,10 +48,6 @@ class ServerState:
     started_at: float = field(default_factory=time.time)
     on_load_error: Callable[[str], None] | None = None
 
-    @property
-    def ready(self) -> bool:
-        return self.batcher is not None and not self.draining
-
     def unavailable(self) -> str | None:
         """Why the model routes answer 503 now, or None."""
         if self.draining:

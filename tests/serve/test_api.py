@@ -68,6 +68,15 @@ def test_overlong_input_truncates_by_default_and_errors_when_asked(http, referen
         got = http.post("/v1/embeddings", json={"input": [long_text], **extra}).json()
         assert got["usage"]["prompt_tokens"] == MAX_LENGTH
         assert cosine_rows(np.array([got["data"][0]["embedding"]]), want).min() >= 0.99999
+    raw = reference.tokenizer.tokenizer.encode("The quick brown fox ", add_special_tokens=False).ids * 40
+    frame = len(reference.tokenizer.with_specials([]))
+    assert len(raw) > MAX_LENGTH
+    got = http.post("/v1/embeddings", json={"input": [raw], "encoding_format": "float"}).json()
+    assert got["usage"]["prompt_tokens"] == MAX_LENGTH
+    cut = reference.embed_ids([reference.tokenizer.with_specials(raw[:MAX_LENGTH - frame])])
+    assert cosine_rows(np.array([got["data"][0]["embedding"]]), cut).min() >= 0.99999
+    r = http.post("/v1/embeddings", json={"input": [raw], "truncate": False})
+    assert r.status_code == 422 and "max length" in r.json()["error"]["message"]
     r = http.post("/v1/embeddings", json={"input": ["short", long_text], "truncate": False})
     assert r.status_code == 422 and "truncate" in r.json()["error"]["message"]
     r = http.post("/embed", json={"inputs": long_text, "truncate": False})
@@ -89,6 +98,9 @@ def test_tei_embed_similarity_tokenize_info(http, reference):
     np.testing.assert_allclose(sim, (reference.encode(TEXTS[1:]) @ q[0]), atol=1e-5)
     toks = http.post("/tokenize", json={"inputs": [TEXTS[1]], "prompt_name": "sts_query"}).json()
     assert [t["id"] for t in toks[0]] == reference.tokenize([TEXTS[1]], reference.prefix(prompt_name="sts_query"))[0]
+    plain = http.post("/tokenize", json={"inputs": TEXTS[1], "add_special_tokens": False}).json()
+    assert [t["id"] for t in plain[0]] == reference.tokenizer.tokenizer.encode(TEXTS[1], add_special_tokens=False).ids
+    assert TEXTS[1][plain[0][1]["start"]:plain[0][1]["stop"]] == plain[0][1]["text"]
     info = http.get("/info").json()
     assert info["model_id"] == MODEL_NAME and info["max_input_length"] == MAX_LENGTH
     assert info["max_client_batch_size"] == MAX_CLIENT_BATCH and "web_search_query" in info["prompts"]

@@ -203,3 +203,14 @@ def test_503_while_loading_and_after_a_failed_load(gated):
         r = httpx.get(f"{url}/health")
         assert r.status_code == 503 and "no model at ./missing" in r.json()["error"]
     assert errors == ["FileNotFoundError: no model at ./missing"]
+
+
+def test_default_prompt_name_and_raw_override(gated, reference):
+    gated.gate.set()
+    with serving(app(model="unused", runtime=gated, default_prompt_name="sts_query")) as url:
+        default = _vectors(_post(url, "/v1/embeddings", {"input": TEXTS[:3]}))
+        raw = _vectors(_post(url, "/v1/embeddings", {"input": TEXTS[:3], "prompt_name": ""}))
+        other = _vectors(_post(url, "/v1/embeddings", {"input": TEXTS[:3], "instruction": "Find it"}))
+    assert cosine_rows(default, reference.encode(TEXTS[:3], prompt_name="sts_query")).min() >= 0.99999
+    assert cosine_rows(raw, reference.encode(TEXTS[:3])).min() >= 0.99999
+    assert cosine_rows(other, reference.encode(TEXTS[:3], instruction="Find it")).min() >= 0.99999
