@@ -61,6 +61,7 @@ class SystemResult:
     rss_before_mb: float = float("nan")
     rss_after_mb: float = float("nan")
     sustain: LevelResult | None = None
+    rss_trace: list[float] = field(default_factory=list)
     failure: str | None = None
 
 
@@ -174,6 +175,21 @@ async def run_level(url: str, requests: list[tuple[list[str], int]], clients: in
     return result
 
 
+async def sustain(url: str, requests, args, pid: int, trace: list[float]) -> LevelResult:
+    """64 clients for --sustain-s seconds, RSS read every --rss-every seconds (is memory flat or creeping?)."""
+    total = LevelResult(clients=64)
+    t_end = time.perf_counter() + args.sustain_s
+    while (left := t_end - time.perf_counter()) > 1:
+        part = await run_level(url, requests, 64, 10**9, min(args.rss_every, left))
+        trace.append(rss_mb(pid))
+        total.requests += part.requests
+        total.errors += part.errors
+        total.tokens += part.tokens
+        total.seconds += part.seconds
+        total.latencies += part.latencies
+    return total
+
+
 def make_requests(texts: list[str], tokenizer, seed: int) -> list[tuple[list[str], int]]:
     rng = random.Random(seed)
     out, i = [], 0
@@ -204,7 +220,7 @@ async def bench_system(system: str, args, requests, parity_texts, reference: np.
             result.levels.append(await run_level(url, requests, clients, n, args.level_timeout))
             print(f"  {system} {clients:>2} clients: {result.levels[-1].row()}", flush=True)
         result.rss_before_mb = rss_mb(proc.pid)
-        result.sustain = await run_level(url, requests, 64, 10**9, args.sustain_s)
+        result.sustain = await sustain(url, requests, args, proc.pid, result.rss_trace)
         result.rss_after_mb = rss_mb(proc.pid)
     except Exception as err:  # one peer failing must not lose the others' figures
         result.failure = f"{type(err).__name__}: {err}"
@@ -237,7 +253,8 @@ def report(results: list[SystemResult], args) -> None:
             continue
         s = res.sustain.row()
         print(f"{res.name:<10}{res.parity:>19.6f}{res.sustain.seconds:>11.0f}{s['tok/s']:>9.0f}{s['errors']:>8}"
-              f"{res.rss_before_mb:>15.0f}{res.rss_after_mb:>14.0f}")
+              f"{res.rss_before_mb:>15.0f}{res.rss_after_mb:>14.0f}   RSS every {args.rss_every:.0f} s: "
+              + " ".join(f"{x:.0f}" for x in res.rss_trace))
 
 
 def main() -> None:
@@ -251,6 +268,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS for every server (default: theirs)")
     ap.add_argument("--level-timeout", type=float, default=240.0, help="seconds per level at most")
     ap.add_argument("--sustain-s", type=float, default=60.0, help="seconds of 64-client load between RSS reads")
+    ap.add_argument("--rss-every", type=float, default=30.0, help="seconds between RSS reads while sustaining")
     ap.add_argument("--startup-timeout", type=float, default=600.0)
     ap.add_argument("--infinity-bin", default="infinity_emb")
     ap.add_argument("--infinity-batch-size", type=int, default=32)
