@@ -26,7 +26,7 @@ from harrier.serve.batcher import Batcher
 from harrier.serve.config import ServeConfig
 from harrier.serve.errors import APIError, error_response
 from harrier.serve.metrics import Metrics
-from harrier.serve.runtime import EmbedderRuntime, Runtime
+from harrier.serve.runtime import EmbedderRuntime, PromptChoice, Runtime
 
 log = logging.getLogger("harrier.serve")
 access_log = logging.getLogger("harrier.serve.access")
@@ -79,6 +79,8 @@ async def _start_model(state: ServerState, loader: Callable[[ServeConfig], Runti
     try:
         runtime = state.runtime or await asyncio.to_thread(loader, state.config)
         batch_tokens, queued = batch_budget(state.config, runtime)
+        if state.config.default_prompt_name:  # a typo here would fail every request: refuse it at startup
+            runtime.prefix(PromptChoice(prompt_name=state.config.default_prompt_name))
     except Exception as err:  # reported on /health and to the CLI; the process stays up to answer 503
         state.load_error = f"{type(err).__name__}: {err}"
         log.error("model %s failed to load: %s", state.config.model, state.load_error)

@@ -214,3 +214,12 @@ def test_default_prompt_name_and_raw_override(gated, reference):
     assert cosine_rows(default, reference.encode(TEXTS[:3], prompt_name="sts_query")).min() >= 0.99999
     assert cosine_rows(raw, reference.encode(TEXTS[:3])).min() >= 0.99999
     assert cosine_rows(other, reference.encode(TEXTS[:3], instruction="Find it")).min() >= 0.99999
+
+
+def test_unknown_default_prompt_name_fails_the_load(gated):
+    errors = []
+    with serving(app(model="unused", runtime=gated, default_prompt_name="web_serch_query",
+                     on_load_error=errors.append)) as url:
+        _wait(lambda: bool(errors))
+        r = httpx.get(f"{url}/health")
+    assert r.status_code == 503 and "did you mean 'web_search_query'" in r.json()["error"]
