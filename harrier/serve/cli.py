@@ -37,16 +37,14 @@ def add_parser(sub) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from harrier.cli import CLIError
-
     try:
         import uvicorn
 
         from harrier.serve.config import ServeConfig
         from harrier.serve.server import app
     except ImportError as err:
-        raise CLIError(f"harrier serve needs the serve extra ({err.name} is missing): "
-                       "pip install 'harrier[serve]'") from err
+        raise ImportError(f"harrier serve needs the serve extra ({err.name} is missing): "
+                          "pip install 'harrier[serve]'") from err
     config = ServeConfig(model=args.model, served_model_name=args.served_model_name, device=args.device,
                          dtype=args.dtype, max_length=args.max_length, truncation=args.truncation,
                          max_batch_tokens=args.max_batch_tokens, max_client_batch_size=args.max_client_batch_size,
@@ -83,9 +81,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
                                            log_config=None, timeout_graceful_shutdown=args.graceful_timeout))
     server.run()
     if failure:
-        raise CLIError(f"model {args.model} failed to load: {failure[0]}")
+        raise ValueError(f"model {args.model} failed to load: {failure[0]}")
     if not server.started:
-        raise CLIError(f"could not listen on {args.host}:{args.port} (see the log above)")
+        raise ValueError(f"could not listen on {args.host}:{args.port} (see the log above)")
     return 0
 
 

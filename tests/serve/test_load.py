@@ -149,3 +149,10 @@ def _sigterm_drains(srv, reference) -> None:
             _check(fut.result(), want)
     assert srv.proc.wait(30) == 0
     assert "Shutting down" in srv.log.read_text()
+
+
+def test_cli_model_that_fails_to_load_is_one_line_and_exit_2(tmp_path):
+    srv = start_server(tmp_path / "no-such-model", tmp_path / "c.log")
+    assert srv.proc.wait(120) == 2
+    last = srv.log.read_text().strip().splitlines()[-1]
+    assert last.startswith("harrier: error: model ") and "does not exist" in last
