@@ -250,14 +250,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_capabilities(sub) -> None:
-    """Subcommands of the eval and train packages (their heavy imports happen when a command runs)."""
+    """Subcommands of the eval, train, corpus and serve packages (their heavy imports happen when a command runs)."""
     from harrier.corpus import cli as corpus_cli
     from harrier.eval import cli as eval_cli
+    from harrier.serve import cli as serve_cli
     from harrier.train import cli as train_cli
 
     eval_cli.add_parser(sub)
     train_cli.add_parsers(sub)
     corpus_cli.add_parser(sub)
+    serve_cli.add_parser(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

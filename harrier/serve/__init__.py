@@ -1,0 +1,16 @@
+"""``harrier serve``: an OpenAI- and TEI-compatible embedding server with batching across clients.
+
+``harrier.serve.app(model=...)`` returns the ASGI application (FastAPI); it needs the ``serve`` extra.
+"""
+
+from __future__ import annotations
+
+
+def app(*args, **kwargs):
+    """The ASGI app for one model (see ``harrier.serve.server.app`` for the arguments)."""
+    from harrier.serve.server import app as make_app
+
+    return make_app(*args, **kwargs)
+
+
+__all__ = ["app"]

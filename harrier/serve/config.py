@@ -1,0 +1,36 @@
+"""The server's settings, resolved once at startup (the CLI fills them from flags; ``app(...)`` from arguments)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServeConfig:
+    """Everything ``harrier serve`` can be told. ``None`` limits resolve from the device (see ``resolved``)."""
+
+    model: str
+    served_model_name: str | None = None  # the name clients send as ``model`` (default: the model's folder name)
+    device: str | None = None
+    dtype: str = "auto"
+    max_length: int | None = None
+    truncation: str = "warn"  # what a request without ``truncate`` gets: the library's default (cut and log)
+    max_batch_tokens: int | None = None  # tokens per forward (default 4,096 on CPU, 16,384 on CUDA)
+    max_client_batch_size: int = 512  # inputs per request (413 above)
+    max_queued_tokens: int | None = None  # tokens waiting for the model (429 above; default 64 batches)
+    payload_limit: int = 8_000_000  # request body bytes (413 above)
+    api_key: str | None = None
+    default_prompt_name: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("max_batch_tokens", "max_client_batch_size", "max_queued_tokens", "payload_limit"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be positive, got {value}")
+        if self.truncation not in ("warn", "error", "silent"):
+            raise ValueError(f"truncation {self.truncation!r} is not one of warn, error, silent")
+
+    def model_id(self) -> str:
+        from pathlib import Path
+
+        return self.served_model_name or Path(self.model.rstrip("/")).name or self.model

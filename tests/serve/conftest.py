@@ -1,0 +1,58 @@
+"""A real ``harrier serve`` process on 127.0.0.1 (tiny harrier-shaped model), and the offline reference."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("httpx")
+sys.path.insert(0, str(Path(__file__).parent))
+from servekit import API_KEY, MAX_LENGTH, start_server  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """The reference encodes in this process while a server process computes on the same cores: one thread each
+    (two OpenMP threads per process on two busy cores spin against each other, 30x slower here)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def server(tiny_gemma3_dir, tmp_path_factory):
+    srv = start_server(tiny_gemma3_dir, tmp_path_factory.mktemp("serve") / "server.log")
+    try:
+        srv.wait_ready()
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="session")
+def reference(tiny_gemma3_dir):
+    """The offline library on the same checkpoint and max length: what every served vector must equal."""
+    from harrier import Embedder
+
+    return Embedder.from_pretrained(tiny_gemma3_dir, device="cpu", dtype="float32", max_length=MAX_LENGTH,
+                                    truncation="silent")
+
+
+@pytest.fixture()
+def http(server):
+    import httpx
+
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=60) as c:
+        yield c
+
+
+@pytest.fixture()
+def oai(server):
+    openai = pytest.importorskip("openai")
+    return openai.OpenAI(base_url=f"{server.url}/v1", api_key=API_KEY, max_retries=0, timeout=60)
