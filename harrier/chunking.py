@@ -23,6 +23,7 @@ import numpy as np
 
 from harrier.prompts import PromptSpec
 from harrier.tokenize import TextTokenizer, TokenizedItems
+from harrier.vectors import l2_normalize
 
 log = logging.getLogger(__name__)
 Aggregate = Literal["mean", "weighted", "none"]
@@ -182,11 +183,11 @@ def _fitted_windows(encoder: ChunkEncoder, text: str, prompt: PromptSpec, b: Bud
 
 def aggregate(vectors_CD: np.ndarray, source_C: np.ndarray, n: int, weights_C: np.ndarray | None) -> np.ndarray:
     """One vector per text: the (weighted) mean of its L2-normalised chunk vectors, L2-normalised: [N, D]."""
-    unit = vectors_CD / np.maximum(np.linalg.norm(vectors_CD, axis=1, keepdims=True), 1e-12)
+    unit = l2_normalize(vectors_CD).astype(np.float64)
     w = np.ones(len(unit), dtype=np.float64) if weights_C is None else weights_C.astype(np.float64)
     sums = np.zeros((n, unit.shape[1]), dtype=np.float64)
     np.add.at(sums, source_C, unit * w[:, None])
-    return (sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+    return l2_normalize(sums)
 
 
 def encode_chunked(encoder: ChunkEncoder, texts: Sequence[str], prompt: PromptSpec, cfg: ChunkConfig, *,
