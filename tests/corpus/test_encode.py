@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import make_texts, write_jsonl
+from corpus_helpers import make_texts, write_jsonl
 
 from harrier import Embedder
 from harrier.corpus.encode import CorpusConfig, encode_corpus

@@ -7,14 +7,14 @@ run here uses 1 too): both engines run ``encode_window`` on the same windows.
 from __future__ import annotations
 
 import pytest
+import ray  # (the ray extra is in .[dev]: a missing install fails, never skips)
 import torch
-from conftest import make_texts, write_jsonl
+from corpus_helpers import make_texts, write_jsonl
 
 from harrier import Embedder
 from harrier.corpus.encode import CorpusConfig, encode_corpus
 from harrier.corpus.window import LocalEngine
 
-ray = pytest.importorskip("ray", reason="the Ray engine needs the ray extra (in .[dev])")
 pytestmark = pytest.mark.slow
 
 

@@ -7,7 +7,7 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import write_jsonl
+from corpus_helpers import write_jsonl
 
 from harrier.cli import main
 from harrier.corpus.readers import BadRow, ReaderConfig, Record, expand_inputs, iter_rows

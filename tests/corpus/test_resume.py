@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import make_texts, write_jsonl
+from corpus_helpers import make_texts, write_jsonl
 
 from harrier.cli import main
 

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import make_texts, write_jsonl
+from corpus_helpers import make_texts, write_jsonl
 
 from harrier import Embedder
 from harrier.cli import main

@@ -63,7 +63,7 @@ def test_long_path_equals_plain_path(sandwich, monkeypatch):
     # two sequences past the threshold together, one short: attention stays per sequence on the long path
     batch = pack([random_ids(7_000, 300, seed=1), random_ids(3, 300, seed=2), random_ids(5_000, 300, seed=3)])
     calls = []
-    monkeypatch.setattr(long, "LONG_TOKENS", 8_192)  # the 12k-token batch takes the long path
+    monkeypatch.setattr(long, "LONG_TOKENS", 8_192)  # the batch's 12,003 tokens are past it
     monkeypatch.setattr(long, "layer_forward_chunked", _spy(long.layer_forward_chunked, calls))
     with torch.inference_mode():
         chunked = model(batch)
