@@ -22,7 +22,7 @@ from typing import Literal, Protocol
 import numpy as np
 
 from harrier.prompts import PromptSpec
-from harrier.tokenize import TextTokenizer, TokenizedItems
+from harrier.tokenize import TextTokenizer, TokenizedItems, check_texts
 from harrier.vectors import l2_normalize
 
 log = logging.getLogger(__name__)
@@ -193,12 +193,7 @@ def aggregate(vectors_CD: np.ndarray, source_C: np.ndarray, n: int, weights_C: n
 def encode_chunked(encoder: ChunkEncoder, texts: Sequence[str], prompt: PromptSpec, cfg: ChunkConfig, *,
                    batch_tokens: int | None = None, progress: bool | None = None) -> ChunkedEmbeddings:
     """Chunk, embed every chunk in packed batches, then aggregate per ``cfg.aggregate``."""
-    if isinstance(texts, str):
-        raise ValueError("encode_chunked takes a list of texts; wrap a single text in a list")
-    texts = list(texts)
-    bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
-    if bad:
-        raise ValueError(f"text #{bad[0]} is {type(texts[bad[0]]).__name__}, not str")
+    texts = check_texts(texts, "encode_chunked")
     spans, items, b = plan_chunks(encoder, texts, prompt, cfg)
     source = np.array([i for i, _, _ in spans], dtype=np.int64)
     counts = np.bincount(source, minlength=len(texts))

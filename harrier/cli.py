@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harrier.loading import DTYPE_NAMES
+from harrier.cli_flags import model_flags, prompt_flags
 
 INPUT_FORMATS = (".txt", ".jsonl")
 OUTPUT_FORMATS = (".npy", ".jsonl")
@@ -192,35 +192,14 @@ def cmd_similarity(args: argparse.Namespace) -> int:
     return 0
 
 
-def _model_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="hub id, local directory (HF / Sentence-Transformers layout) "
-                   "or .gguf file")
-    p.add_argument("--dtype", default="auto", choices=DTYPE_NAMES)
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--max-length", type=int, default=None, help="tokens per text incl. special tokens")
-    p.add_argument("--truncation", default="warn", choices=["warn", "error", "silent"],
-                   help="what to do with texts over --max-length (they are cut, keeping special tokens)")
-
-
-def _prompt_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--prompt-name", help="a named prompt of the checkpoint (see harrier info)")
-    g.add_argument("--instruction", help="one-sentence task: 'Instruct: {instruction}\\nQuery: '")
-    g.add_argument("--task", help="an MTEB(Multilingual, v2) task name (mteb's exact instruction string)")
-    g.add_argument("--prompt", help="a literal prefix")
-    p.add_argument("--batch-tokens", type=int, default=None,
-                   help="token budget per forward batch (default 4096 on CPU, 16384 on CUDA)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harrier", description="Harrier-style text embeddings")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("encode", help="embed texts into .npy or .jsonl")
-    _model_flags(p)
-    _prompt_flags(p)
+    model_flags(p)
+    prompt_flags(p)
     p.add_argument("--input", required=True, help=".txt (one text per line), .jsonl (field 'text') or - (stdin)")
     p.add_argument("--output", required=True, help=".npy, .jsonl (adds field 'embedding') or - (JSONL to stdout)")
     p.add_argument("--chunk", type=int, default=None,
@@ -233,13 +212,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_encode)
 
     p = sub.add_parser("info", help="architecture, dims, max length, prompts, pooling, parameter count")
-    _model_flags(p)
+    model_flags(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("similarity", help="cosine score matrix between two inputs (prompt applies to the first)")
-    _model_flags(p)
-    _prompt_flags(p)
+    model_flags(p)
+    prompt_flags(p)
     p.add_argument("a", help="queries: .txt, .jsonl or -")
     p.add_argument("b", help="documents: .txt or .jsonl")
     p.add_argument("--symmetric", action="store_true", help="apply the prompt to both inputs")

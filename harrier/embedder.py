@@ -16,7 +16,7 @@ from harrier.chunking import Aggregate, ChunkConfig, ChunkedEmbeddings
 from harrier.engine import DEFAULT_BATCH_TOKENS, run_batches
 from harrier.loading import DType, LoadedModel
 from harrier.prompts import Prompt, PromptConfig, PromptSpec, prefix_for, resolve_prefix
-from harrier.tokenize import TokenizedItems, TruncationPolicy
+from harrier.tokenize import TokenizedItems, TruncationPolicy, check_texts
 from harrier.vectors import l2_normalize
 
 log = logging.getLogger(__name__)
@@ -129,12 +129,7 @@ class Embedder:
         ``task`` (an MTEB(Multilingual, v2) task, mteb's template) or a literal ``prompt``; documents take none.
         ``batch_tokens`` defaults to 4,096 on CPU (activations stay in cache; measured fastest) and 16,384 on CUDA.
         """
-        if isinstance(texts, str):
-            raise ValueError("encode takes a list of texts; wrap a single text in a list")
-        texts = list(texts)
-        bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
-        if bad:
-            raise ValueError(f"text #{bad[0]} is {type(texts[bad[0]]).__name__}, not str")
+        texts = check_texts(texts, "encode")
         pre = self.prefix(prompt_name=prompt_name, prompt=prompt, instruction=instruction, task=task)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)

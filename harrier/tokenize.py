@@ -34,6 +34,18 @@ class TokenizedItems:
     truncated: list[int]  # indices of texts that were cut to max_length
 
 
+def check_texts(texts: object, caller: str) -> list[str]:
+    """``texts`` as a list of str, or a ValueError naming the first item that is not one (a bare str is refused:
+    it would be read as a list of characters)."""
+    if isinstance(texts, str):
+        raise ValueError(f"{caller} takes a list of texts; wrap a single text in a list")
+    texts = list(texts)  # type: ignore[call-overload]
+    bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
+    if bad:
+        raise ValueError(f"text #{bad[0]} is {type(texts[bad[0]]).__name__}, not str")
+    return texts
+
+
 class TextTokenizer:
     """A ``tokenizers.Tokenizer`` plus the special-token facts pooling and prompts depend on."""
 

@@ -13,7 +13,9 @@ import json
 import sys
 from pathlib import Path
 
-from harrier.loading import DTYPE_NAMES
+from harrier.cli_flags import model_flags, prompt_flags
+
+TRUNCATION_COLUMN = "texts over --max-length are cut keeping special tokens; the 'truncated' column says which"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -21,8 +23,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p = sub.add_parser("corpus", help="embed a large corpus into Parquet shards (resumable; local or Ray)")
     csub = p.add_subparsers(dest="corpus_command", required=True)
     e = csub.add_parser("encode", help="stream JSONL/Parquet/TXT files into Parquet shards + manifest.json")
-    _model_flags(e)
-    _prompt_flags(e)
+    model_flags(e, truncation_help=TRUNCATION_COLUMN)
+    prompt_flags(e)
     e.add_argument("--input", required=True, action="append", help="file or glob (.jsonl, .parquet, .txt); "
                    "repeatable; quote globs")
     e.add_argument("--output", required=True, help="output directory (shards, manifest.json, bad_rows.jsonl)")
@@ -55,8 +57,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     i.set_defaults(func=cmd_corpus_index)
 
     s = sub.add_parser("search", help="top-k ids and scores for queries over a corpus (exact, streamed; or ANN)")
-    _model_flags(s)
-    _prompt_flags(s)
+    model_flags(s, truncation_help=TRUNCATION_COLUMN)
+    prompt_flags(s)
     s.add_argument("--index", required=True, help="corpus directory written by harrier corpus encode")
     s.add_argument("--query", action="append", default=[], help="a query (repeatable)")
     s.add_argument("--queries", help="more queries: .txt (one per line)")
@@ -66,28 +68,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     s.add_argument("--check-recall", action="store_true", help="with --ann: also run exact and print recall@k")
     s.add_argument("--json", action="store_true", help="one JSON line per query")
     s.set_defaults(func=cmd_search)
-
-
-def _model_flags(p: argparse.ArgumentParser) -> None:
-    """The model flags of ``harrier encode`` (restated here: importing ``harrier.cli`` would close an import circle)."""
-    p.add_argument("--model", required=True, help="hub id, local directory (HF / Sentence-Transformers layout) "
-                   "or .gguf file")
-    p.add_argument("--dtype", default="auto", choices=DTYPE_NAMES, help="compute dtype")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--max-length", type=int, default=None, help="tokens per text incl. special tokens")
-    p.add_argument("--truncation", default="warn", choices=["warn", "error", "silent"],
-                   help="texts over --max-length are cut keeping special tokens; the 'truncated' column says which")
-
-
-def _prompt_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--prompt-name", help="a named prompt of the checkpoint (see harrier info)")
-    g.add_argument("--instruction", help="one-sentence task: 'Instruct: {instruction}\\nQuery: '")
-    g.add_argument("--task", help="an MTEB(Multilingual, v2) task name (mteb's exact instruction string)")
-    g.add_argument("--prompt", help="a literal prefix")
-    p.add_argument("--batch-tokens", type=int, default=None,
-                   help="token budget per forward batch (default 4096 on CPU, 16384 on CUDA)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def load(args: argparse.Namespace):

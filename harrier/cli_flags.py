@@ -1,0 +1,30 @@
+"""The model and prompt flags every ``harrier`` subcommand that loads a model shares (``encode``, ``similarity``,
+``corpus encode``, ``search``): one definition, imported by each capability's CLI."""
+
+from __future__ import annotations
+
+import argparse
+
+from harrier.loading import DTYPE_NAMES
+
+TRUNCATION_HELP = "what to do with texts over --max-length (they are cut, keeping special tokens)"
+
+
+def model_flags(p: argparse.ArgumentParser, *, truncation_help: str = TRUNCATION_HELP) -> None:
+    p.add_argument("--model", required=True, help="hub id, local directory (HF / Sentence-Transformers layout) "
+                   "or .gguf file")
+    p.add_argument("--dtype", default="auto", choices=DTYPE_NAMES, help="compute dtype")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--max-length", type=int, default=None, help="tokens per text incl. special tokens")
+    p.add_argument("--truncation", default="warn", choices=["warn", "error", "silent"], help=truncation_help)
+
+
+def prompt_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--prompt-name", help="a named prompt of the checkpoint (see harrier info)")
+    g.add_argument("--instruction", help="one-sentence task: 'Instruct: {instruction}\\nQuery: '")
+    g.add_argument("--task", help="an MTEB(Multilingual, v2) task name (mteb's exact instruction string)")
+    g.add_argument("--prompt", help="a literal prefix")
+    p.add_argument("--batch-tokens", type=int, default=None,
+                   help="token budget per forward batch (default 4096 on CPU, 16384 on CUDA)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
