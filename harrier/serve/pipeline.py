@@ -13,6 +13,7 @@ from harrier.serve.batcher import OverloadedError, TooLargeError
 from harrier.serve.errors import APIError, ClientGoneError
 from harrier.serve.runtime import InputError, Prepared, PromptChoice
 from harrier.serve.state import ServerState
+from harrier.vectors import l2_normalize
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,4 @@ def truncate_dims(emb: np.ndarray, dimensions: int | None, normalize: bool = Tru
     if dimensions is None or dimensions == emb.shape[1]:
         return emb
     cut = np.ascontiguousarray(emb[:, :dimensions])
-    if normalize:
-        cut /= np.maximum(np.linalg.norm(cut, axis=1, keepdims=True), 1e-12)
-    return cut
+    return l2_normalize(cut) if normalize else cut

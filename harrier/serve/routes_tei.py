@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 
-import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
@@ -13,6 +12,7 @@ from harrier.serve import pipeline
 from harrier.serve.errors import APIError
 from harrier.serve.runtime import InputError, PromptChoice
 from harrier.serve.schemas import EmbedRequest, SimilarityRequest, TokenizeRequest
+from harrier.vectors import l2_normalize
 
 router = APIRouter()
 
@@ -48,10 +48,8 @@ async def similarity(body: SimilarityRequest, request: Request) -> JSONResponse:
     q = await pipeline.prepare(state, source, pipeline.prompt_choice(body, state), body.truncate, request)
     d = await pipeline.prepare(state, docs, PromptChoice(), body.truncate, request)
     q_emb, d_emb = await asyncio.gather(pipeline.embed(state, q, request), pipeline.embed(state, d, request))
-    q_emb = q_emb / np.maximum(np.linalg.norm(q_emb, axis=1, keepdims=True), 1e-12)
-    d_emb = d_emb / np.maximum(np.linalg.norm(d_emb, axis=1, keepdims=True), 1e-12)
     request.state.tokens = q.num_tokens + d.num_tokens
-    return JSONResponse((d_emb @ q_emb[0]).tolist())
+    return JSONResponse((l2_normalize(d_emb) @ l2_normalize(q_emb)[0]).tolist())
 
 
 @router.post("/tokenize")
