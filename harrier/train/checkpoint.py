@@ -3,7 +3,9 @@
 A checkpoint is a directory ``step-000123/`` holding the full (unsharded) model and optimizer state, the LR
 scheduler, the data sampler position, every rank's RNG state and the resolved config. It is written to a
 temporary sibling and renamed into place, then ``latest`` (a one-line file) is replaced atomically, so a
-``kill -9`` at any moment leaves either the previous or the new checkpoint, never a torn one.
+``kill -9`` at any moment leaves either the previous or the new checkpoint, never a torn one. A ``manifest.json``
+records each file's size and SHA-256; ``load_newest`` checks it (and that the files load) before using a
+checkpoint and falls back to the newest intact one, saying so, when a disk fault or a copy has damaged the latest.
 
 Under FSDP2 the sharded states are gathered to full tensors (``torch.distributed.checkpoint.state_dict``) and
 rank 0 writes; on resume every rank reads the full state and keeps its shard.
@@ -11,6 +13,8 @@ rank 0 writes; on resume every rank reads the full state and keeps its shard.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import random
@@ -25,6 +29,11 @@ from torch import nn
 from harrier.train.distributed import barrier, is_distributed
 
 log = logging.getLogger(__name__)
+MANIFEST = "manifest.json"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used (missing, truncated or damaged files); the message names the file."""
 
 
 def rng_state() -> dict[str, Any]:
@@ -77,9 +86,12 @@ def save(root: Path, step: int, *, model: nn.Module, optimizer: torch.optim.Opti
         torch.save({"optimizer": optim_sd, **extra}, tmp / "train_state.pt")
     barrier()
     if rank == 0:
-        for f in tmp.iterdir():
+        files = sorted(f for f in tmp.iterdir() if f.is_file())
+        for f in files:
             with f.open("rb") as fh:
                 os.fsync(fh.fileno())
+        manifest = {f.name: {"bytes": f.stat().st_size, "sha256": _sha256(f)} for f in files}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
         pointer = root / "latest.tmp"
@@ -99,22 +111,76 @@ def _prune(root: Path, keep: int) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def latest(root: Path) -> Path | None:
-    """The newest complete checkpoint under ``root`` (``None`` if there is none)."""
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def candidates(root: Path) -> list[Path]:
+    """Checkpoint folders under ``root``, newest first: the ``latest`` pointer's target, then every ``step-*``."""
+    found = sorted((p for p in root.glob("step-*") if p.is_dir()), reverse=True)
     pointer = root / "latest"
     if pointer.is_file():
-        path = root / pointer.read_text(encoding="utf-8").strip()
-        if (path / "train_state.pt").is_file():
-            return path
-    steps = sorted(p for p in root.glob("step-*") if (p / "train_state.pt").is_file())
-    return steps[-1] if steps else None
+        target = root / pointer.read_text(encoding="utf-8").strip()
+        if target in found:
+            found.remove(target)
+            found.insert(0, target)
+    return found
+
+
+def latest(root: Path) -> Path | None:
+    """The newest complete checkpoint under ``root`` (``None`` if there is none); files are not verified."""
+    return next((p for p in candidates(root) if (p / "train_state.pt").is_file()), None)
+
+
+def verify(path: Path) -> None:
+    """Check the files against the manifest (older checkpoints without one: only that they exist)."""
+    for name in ("model.pt", "train_state.pt"):
+        if not (path / name).is_file():
+            raise CheckpointError(f"{path / name}: missing")
+    manifest_file = path / MANIFEST
+    if not manifest_file.is_file():
+        return
+    try:
+        manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{manifest_file}: unreadable ({err})") from err
+    for name, want in manifest.items():
+        f = path / name
+        if not f.is_file():
+            raise CheckpointError(f"{f}: missing")
+        if f.stat().st_size != want["bytes"]:
+            raise CheckpointError(f"{f}: {f.stat().st_size} bytes, the manifest says {want['bytes']} (truncated?)")
+        if _sha256(f) != want["sha256"]:
+            raise CheckpointError(f"{f}: checksum differs from the manifest (damaged)")
+
+
+def _read(f: Path) -> Any:
+    try:
+        return torch.load(f, map_location="cpu", weights_only=False)
+    except Exception as err:  # torch/pickle/zip raise many types for a damaged file; all mean the same here
+        raise CheckpointError(f"{f}: cannot be loaded ({type(err).__name__}: {str(err).splitlines()[0][:200]})") \
+            from err
 
 
 def load(path: Path, *, model: nn.Module, optimizer: torch.optim.Optimizer, rank: int) -> dict[str, Any]:
-    """Restore model, optimizer and this rank's RNG; return the rest of the train state."""
-    model_sd = torch.load(path / "model.pt", map_location="cpu", weights_only=False)
-    state = torch.load(path / "train_state.pt", map_location="cpu", weights_only=False)
-    _set_full_states(model, optimizer, model_sd, state.pop("optimizer"))
+    """Restore model, optimizer and this rank's RNG; return the rest of the train state.
+
+    Raises CheckpointError (naming the file) when the checkpoint is damaged; nothing is restored then.
+    """
+    verify(path)
+    model_sd = _read(path / "model.pt")
+    state = _read(path / "train_state.pt")
+    if not isinstance(state, dict) or not {"optimizer", "step"} <= set(state):
+        raise CheckpointError(f"{path / 'train_state.pt'}: not a harrier train state (no optimizer/step)")
+    try:
+        _set_full_states(model, optimizer, model_sd, state.pop("optimizer"))
+    except (RuntimeError, KeyError, ValueError) as err:
+        raise ValueError(f"{path}: does not fit this run's model/optimizer (was the config changed?): "
+                         f"{str(err).splitlines()[0][:300]}") from err
     rng_file = path / f"rng-rank{rank}.pt"
     if rng_file.is_file():
         set_rng_state(torch.load(rng_file, weights_only=False))
@@ -122,3 +188,22 @@ def load(path: Path, *, model: nn.Module, optimizer: torch.optim.Optimizer, rank
         log.warning("%s has no RNG state for rank %d (world size changed?); continuing with a fresh RNG", path, rank)
     log.info("resumed from %s (step %d)", path, state["step"])
     return state
+
+
+def load_newest(root: Path, *, model: nn.Module, optimizer: torch.optim.Optimizer,
+                rank: int) -> tuple[Path, dict[str, Any]] | None:
+    """Resume from the newest intact checkpoint under ``root``, warning about each damaged one it skips.
+
+    ``None`` when there is no checkpoint at all; CheckpointError when every one is damaged.
+    """
+    found = candidates(root)
+    problems = []
+    for path in found:
+        try:
+            return path, load(path, model=model, optimizer=optimizer, rank=rank)
+        except CheckpointError as err:
+            problems.append(str(err))
+            log.warning("checkpoint %s is damaged (%s); trying the previous one", path.name, err)
+    if problems:
+        raise CheckpointError(f"no intact checkpoint under {root}: {'; '.join(problems)}")
+    return None

@@ -79,11 +79,9 @@ def teacher_prompts(path: str) -> tuple[str, str]:
 
 def distill_config(args: argparse.Namespace) -> dict[str, Any]:
     """The distillation recipe the flags describe (on top of ``--config`` when given)."""
-    import yaml
+    from harrier.train.config import read_recipe
 
-    raw: dict[str, Any] = {}
-    if args.config:
-        raw = yaml.safe_load(Path(args.config).read_text(encoding="utf-8")) or {}
+    raw: dict[str, Any] = read_recipe(args.config) if args.config else {}
     q_prompt, d_prompt = teacher_prompts(args.teacher)
     output = str(Path(args.output))
     raw.setdefault("model", {})["init"] = args.student
@@ -110,6 +108,7 @@ def distill_config(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     """Execute one training subcommand; returns the process exit code."""
+    from harrier.outputs import check_dir, check_file
     from harrier.train import config as train_config
 
     cmd = args.train_command
@@ -120,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
             cfg = train_config.load(args.config, args.set)
         else:
             cfg = train_config.from_dict(train_config.apply_overrides(distill_config(args), args.set))
+        check_dir(cfg.run.output, "run.output")
         out = train(cfg, resume=args.resume)
         if os.environ.get("RANK", "0") != "0":  # torchrun: one report, from rank 0
             return 0
@@ -130,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
         from harrier import Embedder
         from harrier.train.mine import mine_file
 
+        check_file(args.output)
         model = Embedder.from_pretrained(args.model, device=args.device)
         n = mine_file(model, args.queries, args.corpus, args.output, k=args.k, range_min=args.range_min,
                       range_max=args.range_max, margin=args.margin)
@@ -141,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
         from harrier.train.config import TeacherConfig
         from harrier.train.teacher import Teacher, score_file
 
+        check_file(args.output)
         q, d = teacher_prompts(args.teacher)
         cfg = TeacherConfig(path=args.teacher, query_prompt=q if args.query_prompt is None else args.query_prompt,
                             document_prompt=d if args.document_prompt is None else args.document_prompt)
@@ -151,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
     if cmd == "merge":
         from harrier.train.merge import merge_models
 
+        check_dir(args.output)
         out = merge_models(args.models, args.output, method=args.method, weights=args.weights)
         print(f"merged {len(args.models)} models into {out}")
         return 0
@@ -172,6 +175,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return run(args)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (ValueError, OSError) as err:
+        print(f"harrier: error: {err}", file=sys.stderr)
         return 2

@@ -209,21 +209,37 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
                 raise ValueError(f"--set {key}: {p!r} is not a section")
-        node[leaf] = yaml.safe_load(value)
+        try:
+            node[leaf] = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            raise ValueError(f"--set {key}: {value!r} is not a YAML value") from err
     return out
 
 
-def load(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
-    """Read a YAML (or JSON) recipe and apply overrides."""
+def read_recipe(path: str | Path) -> dict[str, Any]:
+    """The mapping a YAML (or JSON) recipe holds; errors are one ValueError naming the file (and line)."""
     import yaml
 
     p = Path(path)
     if not p.is_file():
         raise ValueError(f"config file {p} does not exist")
-    raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as err:
+        raise ValueError(f"config file {p}: not UTF-8 text ({err.reason} at byte {err.start})") from err
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{p}:{mark.line + 1}" if mark is not None else str(p)
+        what = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ValueError(f"config file {where}: invalid YAML ({what})") from err
     if not isinstance(raw, dict):
-        raise ValueError(f"{p} must hold a mapping of sections")
-    return from_dict(apply_overrides(raw, overrides or []))
+        raise ValueError(f"config file {p} must hold a mapping of sections, got {type(raw).__name__}")
+    return raw
+
+
+def load(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a YAML (or JSON) recipe and apply overrides."""
+    return from_dict(apply_overrides(read_recipe(path), overrides or []))
 
 
 def to_dict(cfg: TrainConfig) -> dict[str, Any]:

@@ -317,11 +317,11 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path | None:
 
     start = 0
     if resume:
-        found = checkpoint.latest(ckpt_root)
+        found = checkpoint.load_newest(ckpt_root, model=model, optimizer=optim.optimizer, rank=info.rank)
         if found is None:
             log.warning("--resume: no checkpoint under %s; starting from step 0", ckpt_root)
         else:
-            state = checkpoint.load(found, model=model, optimizer=optim.optimizer, rank=info.rank)
+            state = found[1]
             start = state["step"]
             optim.load_extra(state)
             sampler.load_state_dict(state["sampler"])

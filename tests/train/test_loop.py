@@ -262,3 +262,39 @@ def test_yaml_on_off_and_unknown_choices(tiny_gemma3_dir, tmp_path):
     raw["data"]["datasets"][0]["symmetric"] = "yes please"
     with pytest.raises(ValueError, match=r"data.datasets\[0\].symmetric must be true or false"):
         train_config.from_dict(raw)
+
+
+@pytest.mark.parametrize("damage", ["truncate-model", "garbage-state"])
+def test_resume_skips_a_damaged_latest_checkpoint(tiny_gemma3_dir, tmp_path, caplog, damage):
+    data = _data(tmp_path)
+    full_out = tmp_path / "full"
+    train(_cfg(tiny_gemma3_dir, data, full_out))
+    full = _losses(full_out)
+
+    out = tmp_path / "split"
+    assert train(_cfg(tiny_gemma3_dir, data, out, checkpoint_every=2, stop_after=4)) is None
+    ckpts = out / "checkpoints"
+    assert (ckpts / "latest").read_text().strip() == "step-0000004"
+    if damage == "truncate-model":
+        model_pt = ckpts / "step-0000004" / "model.pt"
+        model_pt.write_bytes(model_pt.read_bytes()[: model_pt.stat().st_size // 2])
+    else:
+        (ckpts / "step-0000004" / "train_state.pt").write_bytes(b"\x80\x04garbage" * 100)
+    with caplog.at_level("WARNING"):
+        train(_cfg(tiny_gemma3_dir, data, out, checkpoint_every=2), resume=True)
+    assert "step-0000004 is damaged" in caplog.text
+    rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    resumed = [r["loss"] for r in rows[4:]]
+    assert [r["step"] for r in rows[4:]] == [3, 4, 5, 6]  # resumed from step 2
+    assert resumed == full[2:]  # and reproduced the uninterrupted run from there, bit for bit
+
+
+def test_resume_with_every_checkpoint_damaged_is_one_error(tiny_gemma3_dir, tmp_path):
+    from harrier.train.checkpoint import CheckpointError
+
+    data = _data(tmp_path)
+    out = tmp_path / "run"
+    train(_cfg(tiny_gemma3_dir, data, out, checkpoint_every=2, stop_after=2))
+    (out / "checkpoints" / "step-0000002" / "model.pt").write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"no intact checkpoint .*model.pt"):
+        train(_cfg(tiny_gemma3_dir, data, out), resume=True)
