@@ -246,11 +246,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="harrier: %(levelname)s: %(message)s")
+    from harrier.outputs import OutputError
     from harrier.tokenize import TruncationError
 
     try:
         return int(args.func(args) or 0)
-    except (CLIError, TruncationError, ValueError, FileNotFoundError, ImportError) as err:
+    except (CLIError, TruncationError, ValueError, FileNotFoundError, ImportError, OutputError) as err:
         print(f"harrier: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

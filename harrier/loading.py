@@ -36,7 +36,7 @@ DTYPE_NAMES = ("auto", *DTYPES)
 
 
 class ModelSourceError(ValueError):
-    """The model could not be found or downloaded."""
+    """The model could not be found, downloaded or read (the message names the file)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -149,7 +149,10 @@ def ready_model(ckpt: Checkpoint, *, device: torch.device, dtype: torch.dtype,
                           "positions", stacklevel=3)
         limit = max_length
     special = {k: card.hf_config.get(k) for k in ("bos_token_id", "eos_token_id", "pad_token_id")}
-    tokenizer = TextTokenizer.from_json(card.tokenizer_json, max_length=limit, extra_special=special)
+    try:
+        tokenizer = TextTokenizer.from_json(card.tokenizer_json, max_length=limit, extra_special=special)
+    except Exception as err:  # the tokenizers library raises plain Exceptions for a malformed file
+        raise ModelSourceError(f"{card.source}: tokenizer.json cannot be read ({str(err)[:200]})") from err
     model = build_model(card, ckpt, dtype).to(device=device).eval()
     return LoadedModel(model=model, tokenizer=tokenizer, card=card, device=device, dtype=dtype)
 
@@ -199,11 +202,17 @@ def read_checkpoint(path: Path) -> Checkpoint:
         raise ModelSourceError(f"{root} has no config.json")
     if hf_config.get("model_type") == "gemma3" and "text_config" in hf_config:
         raise ValueError("multimodal gemma3 checkpoints are not supported; supported model types: gemma3_text, qwen3")
-    cfg = decoder_config(hf_config)
+    try:
+        cfg = decoder_config(hf_config)
+    except KeyError as err:
+        raise ModelSourceError(f"{root / 'config.json'}: missing required key {err}") from err
+    except (TypeError, AttributeError) as err:
+        raise ModelSourceError(f"{root / 'config.json'}: a value has the wrong type ({err})") from err
     pooling, normalize = _read_pooling(path, modules)
     dense = _read_dense(path, modules)
     st_config = _read_json(path / "config_sentence_transformers.json") or {}
-    _safetensors_files(root)  # a missing weights file fails here, before any work
+    for file in _safetensors_files(root):  # a missing or truncated weights file fails here, before any work
+        _check_safetensors(file)
     card = ModelCard(
         source=str(path),
         hf_config=hf_config,
@@ -219,6 +228,9 @@ def read_checkpoint(path: Path) -> Checkpoint:
         max_length=_max_length(path, root, cfg),
     )
     dense_dirs = [path / sub for sub in modules.get("Dense", [])]
+    for d in dense_dirs:
+        if (d / "model.safetensors").is_file():
+            _check_safetensors(d / "model.safetensors")
     return Checkpoint(card=card, read_backbone=lambda dtype: read_safetensors_dir(root, dtype=dtype),
                       read_dense=lambda dtype: [_read_module_weights(d, dtype) for d in dense_dirs])
 
@@ -278,7 +290,11 @@ def _read_module_weights(path: Path, dtype: torch.dtype) -> dict[str, torch.Tens
     if (path / "model.safetensors").is_file():
         from safetensors.torch import load_file
 
-        return {k: v.to(dtype) for k, v in load_file(path / "model.safetensors").items()}
+        file = path / "model.safetensors"
+        try:
+            return {k: v.to(dtype) for k, v in load_file(file).items()}
+        except Exception as err:  # SafetensorError derives from Exception only
+            raise ModelSourceError(f"{file}: damaged or not a safetensors file ({err})") from err
     if (path / "pytorch_model.bin").is_file():
         state = torch.load(path / "pytorch_model.bin", map_location="cpu", weights_only=True)
         return {k: v.to(dtype) for k, v in state.items()}
@@ -288,6 +304,8 @@ def _read_module_weights(path: Path, dtype: torch.dtype) -> dict[str, torch.Tens
 def _safetensors_files(root: Path) -> list[Path]:
     index = _read_json(root / "model.safetensors.index.json")
     if index is not None:
+        if not isinstance(index.get("weight_map"), dict):
+            raise ModelSourceError(f"{root / 'model.safetensors.index.json'}: no 'weight_map' mapping")
         files = sorted(set(index["weight_map"].values()))
     elif (root / "model.safetensors").is_file():
         files = ["model.safetensors"]
@@ -297,6 +315,17 @@ def _safetensors_files(root: Path) -> list[Path]:
     if missing:
         raise ModelSourceError(f"shard {missing[0]} listed in the index is missing from {root}")
     return [root / n for n in files]
+
+
+def _check_safetensors(file: Path) -> None:
+    """Read the header (cheap): a truncated or foreign file is one error naming it."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(file), framework="pt"):
+            pass
+    except Exception as err:  # SafetensorError derives from Exception only
+        raise ModelSourceError(f"{file}: damaged or not a safetensors file ({err})") from err
 
 
 def read_safetensors_dir(root: Path, *, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
