@@ -110,15 +110,27 @@ def run(args: argparse.Namespace) -> int:
     if not args.model:
         raise ValueError("--model is required (a model directory)")
     selections = selections_from_args(args)
+    from harrier.outputs import check_dir
+
+    if args.batch_tokens is not None and args.batch_tokens < 1:
+        raise ValueError(f"--batch-tokens must be >= 1, got {args.batch_tokens}")
+    if args.output:
+        check_dir(args.output, "--output")
+    if args.cache_dir:
+        check_dir(args.cache_dir, "--cache-dir")
     from harrier.eval.encoders import alias_prompts, load_encoder
     from harrier.eval.results import format_results
-    from harrier.eval.run import evaluate
+    from harrier.eval.run import ResultsNotWritten, evaluate
 
     encoder = load_encoder(args.model, backend=args.backend, device=args.device, dtype=args.dtype,
                            batch_tokens=args.batch_tokens, progress=not args.no_progress)
     prompts = alias_prompts(encoder, args.prompt_alias) if args.prompt_alias else args.prompts
-    results = evaluate(encoder, selections, data_root=args.data_root, prompts=prompts, output_dir=args.output,
-                       cache_dir=args.cache_dir, progress=not args.no_progress)
+    try:
+        results = evaluate(encoder, selections, data_root=args.data_root, prompts=prompts, output_dir=args.output,
+                           cache_dir=args.cache_dir, progress=not args.no_progress)
+    except ResultsNotWritten as err:
+        print(format_results(err.results))  # the scores are never lost to a failed write
+        raise
     print(format_results(results))
     if args.output:
         print(f"results written to {args.output}")

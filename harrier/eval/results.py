@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -58,11 +59,20 @@ class TaskResult:
         }
 
     def write(self, output_dir: str | Path) -> Path:
+        """Write ``{output_dir}/{task}.json`` atomically; when that fails (OSError), write it to a rescue path
+        (``outputs.rescue_candidates``) and raise OutputError saying where it went."""
+        from harrier.outputs import atomic_file, write_or_rescue
+
         out = Path(output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        path = out / f"{self.task.name}.json"
-        path.write_text(json.dumps(self.to_json(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        return path
+        with contextlib.suppress(OSError):
+            out.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(self.to_json(), indent=2, ensure_ascii=False) + "\n"
+
+        def write(path: Path) -> None:
+            with atomic_file(path, "w", encoding="utf-8") as f:
+                f.write(text)
+
+        return write_or_rescue(out / f"{self.task.name}.json", write, what="result")
 
     def main_scores(self) -> dict[tuple[str, str], float]:
         """(split, subset) -> main score (0-1 scale, as mteb stores it)."""

@@ -22,6 +22,7 @@ from harrier.eval.protocols import (
 )
 from harrier.eval.results import TaskResult, subset_entry
 from harrier.eval.tasks import Selection, TaskSpec
+from harrier.outputs import OutputError
 
 log = logging.getLogger(__name__)
 
@@ -185,14 +186,32 @@ def evaluate(encoder: Encoder, selections: Sequence[Selection], *, data_root: st
     root = resolve_data_root(data_root) if any(s.task.folder for s in selections) else Path(data_root or ".")
     policy = choose_policy(encoder, prompts) if isinstance(prompts, str) else prompts
     cached = CachedEncoder(encoder, cache_dir) if cache_dir is not None else None
-    results = []
+    results: list[TaskResult] = []
+    failures: list[str] = []
     for sel in selections:
         enc: Encoder = cached if cached is not None else DedupEncoder(encoder)  # memo per task, freed after it
         res = evaluate_selection(enc, sel, root, policy, progress)
-        if output_dir is not None:
-            res.write(output_dir)
         results.append(res)
+        if output_dir is not None:
+            try:
+                res.write(output_dir)
+            except OutputError as err:  # keep evaluating: the result is in a rescue file or in memory
+                log.info("%s", err)  # reported once, by ResultsNotWritten, when the evaluation ends
+                failures.append(str(err))
     if cached is not None:
         log.info("embedding cache %s: %d hits, %d misses", cached.path, cached.hits, cached.misses)
         cached.close()
+    if failures:
+        raise ResultsNotWritten(results, failures)
     return results
+
+
+class ResultsNotWritten(OutputError):
+    """Evaluation finished but some result files could not be written where asked; ``results`` holds every
+    result and the message says where each unwritten one went instead."""
+
+    def __init__(self, results: list[TaskResult], failures: list[str]) -> None:
+        more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+        super().__init__(failures[0] + more)
+        self.results = results
+        self.failures = failures
