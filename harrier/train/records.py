@@ -160,6 +160,7 @@ class JsonlDataset:
     bad_lines: int = 0
     _offsets: np.ndarray | None = field(default=None, repr=False)
     _line_numbers: np.ndarray | None = field(default=None, repr=False)
+    _reported: set[int] = field(default_factory=set, repr=False)
 
     def __post_init__(self) -> None:
         self.path = Path(self.path)
@@ -197,8 +198,10 @@ class JsonlDataset:
             msg = f"{self.path}:{self._line_number(index)}: bad record: {err}"
             if self.strict:
                 raise RecordError(msg) from err
-            self.bad_lines += 1
-            log.warning("%s (skipped)", msg)
+            if index not in self._reported:  # once per line, however often the sampler draws it
+                self._reported.add(index)
+                self.bad_lines += 1
+                log.warning("%s (skipped)", msg)
             return None
 
 
