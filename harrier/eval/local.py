@@ -6,7 +6,8 @@ Every line is a JSON object. Optional on every line: ``"lang"`` (subset; default
 - STS:                {"sentence1", "sentence2", "score"}         (any numeric scale)
 - PairClassification: {"sentence1", "sentence2", "label"}         (label 1 = similar/paraphrase, 0 = not)
 - BitextMining:       {"sentence1", "sentence2"}                  (sentence1 must retrieve its sentence2)
-- Classification:     {"text", "label"}; lines with "split": "train" are the training pool, the others are scored
+- Classification:     {"text", "label"}; lines with "split": "train" are the training pool (two labels or more),
+                      the others are scored; labels are class-encoded as mteb does (names sorted as strings)
 - Clustering:         {"text", "label"}
 - Retrieval:          {"kind": "document", "id", "text"} and
                       {"kind": "query", "id", "text", "relevant": {doc id: grade}}
@@ -114,16 +115,32 @@ def parse_task_file(path: str | Path, task_type: str) -> dict[tuple[str, str], T
     groups = _group(rows)
     if task_type != "Classification":
         return {key: _simple(group, task_type) for key, group in groups.items()}
+    return _classification(p, groups)
+
+
+def _label_ids(rows: list[dict[str, object]]) -> dict[str, int]:
+    """Label name -> id over all of a language's rows, names sorted as strings: what mteb's class encoding of the
+    label column gives (``AbsTask.stratified_subsampling``, like ``datasets``' ``class_encode_column``), so binary
+    AP's positive class (id 1) is mteb's, for numeric and string labels alike."""
+    return {name: i for i, name in enumerate(sorted({str(r["label"]) for r in rows}))}
+
+
+def _classification(p: Path, groups: dict[tuple[str, str], list[dict[str, object]]]
+                    ) -> dict[tuple[str, str], TaskData]:
     out: dict[tuple[str, str], TaskData] = {}
     for lang in sorted({lang for lang, _ in groups}):
         train = groups.get((lang, "train"))
         if not train:
             raise ValueError(f"{p}: Classification needs lines with \"split\": \"train\" (language {lang})")
+        if len({str(r["label"]) for r in train}) < 2:
+            raise ValueError(f"{p}: Classification needs at least two labels on the \"train\" lines (language "
+                             f"{lang} has only {train[0]['label']!r})")
+        ids = _label_ids([r for (g_lang, _), group in groups.items() if g_lang == lang for r in group])
         for (g_lang, split), group in groups.items():
             if g_lang == lang and split != "train":
                 out[(lang, split)] = ClassificationData(
-                    [str(r["text"]) for r in train], [str(r["label"]) for r in train],
-                    [str(r["text"]) for r in group], [str(r["label"]) for r in group])
+                    [str(r["text"]) for r in train], [ids[str(r["label"])] for r in train],
+                    [str(r["text"]) for r in group], [ids[str(r["label"])] for r in group])
     if not out:
         raise ValueError(f"{p}: Classification needs lines to score besides the \"train\" ones")
     return out

@@ -182,7 +182,10 @@ def _classification_metrics(y_true: Sequence[object], y_pred: Sequence[object]) 
         "ap": None,
         "ap_weighted": None,
     }
-    if len(np.unique(y_true)) == 2:
+    # mteb: AP when the scored split has two classes, with sklearn's default pos_label=1 (labels are class ids, see
+    # local._label_ids). Two classes without id 1 (only when training has more) make mteb's call raise: no AP here.
+    present = np.unique(y_true).tolist()
+    if len(present) == 2 and 1 in present:
         out["ap"] = float(average_precision_score(y_true, y_pred, average="macro"))
         out["ap_weighted"] = float(average_precision_score(y_true, y_pred, average="weighted"))
     return out

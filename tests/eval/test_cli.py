@@ -113,3 +113,27 @@ def test_prompt_alias_remaps_the_models_prompts(tmp_path, tiny_embeddinggemma_di
     assert json.dumps(prompts["STS"]) not in json.dumps(result)
     with pytest.raises(ValueError, match="prompt alias 'STS=nope': expected KEY=OTHER"):
         cli.run(_parse([*base, "--prompt-alias", "STS=nope"]))
+
+
+def _classification_file(path, labels_by_lang):
+    rows = [{"text": f"{lang} text {i} " + "word " * (i % 4), "label": labels[i % len(labels)], "lang": lang,
+             "split": "train" if i < 12 else "test"} for lang, labels in labels_by_lang.items() for i in range(18)]
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    return path
+
+
+def test_one_label_task_file_is_one_error_line_before_the_model_loads(tmp_path, monkeypatch, capsys):
+    from harrier import cli as harrier_cli
+    from harrier.eval import encoders
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model must not be loaded for a bad task file")
+
+    monkeypatch.setattr(encoders, "load_encoder", no_model)
+    task = _classification_file(tmp_path / "one.jsonl", {"en": ["hateful"]})
+    code = harrier_cli.main(["eval", "--model", str(tmp_path / "no-model"), "--task-file", str(task),
+                             "--task-type", "Classification", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith(f"harrier: error: {task}: Classification needs at least two")
+

@@ -39,9 +39,28 @@ def test_classification_needs_train_rows(tmp_path):
     rows = [{"text": "a", "label": "x", "split": "train"}, {"text": "b", "label": "y", "split": "train"},
             {"text": "c", "label": "x"}]
     data = parse_task_file(_write(tmp_path, rows), "Classification")
-    assert data[("default", "test")] == ClassificationData(["a", "b"], ["x", "y"], ["c"], ["x"])
+    assert data[("default", "test")] == ClassificationData(["a", "b"], [0, 1], ["c"], [0])
     with pytest.raises(ValueError, match="split.*train"):
         parse_task_file(_write(tmp_path, [{"text": "c", "label": "x"}]), "Classification")
+
+
+def test_classification_labels_are_encoded_per_language_over_all_splits(tmp_path):
+    # mteb class-encodes the label column with one label set for all splits, names sorted as strings
+    rows = [{"text": "a", "label": 2, "split": "train"}, {"text": "b", "label": 10, "split": "train"},
+            {"text": "c", "label": 2}, {"text": "d", "label": 7, "split": "dev"},
+            {"text": "e", "label": "y", "split": "train", "lang": "x"},
+            {"text": "f", "label": "x", "split": "train", "lang": "x"}, {"text": "g", "label": "y", "lang": "x"}]
+    data = parse_task_file(_write(tmp_path, rows), "Classification")
+    assert data[("default", "test")] == ClassificationData(["a", "b"], [1, 0], ["c"], [1])  # "10" < "2" < "7"
+    assert data[("default", "dev")].labels == [2]
+    assert data[("x", "test")] == ClassificationData(["e", "f"], [1, 0], ["g"], [1])
+
+
+def test_classification_with_one_training_label_fails_at_load(tmp_path):
+    rows = [{"text": "a", "label": 1, "split": "train"}, {"text": "b", "label": 1, "split": "train"},
+            {"text": "c", "label": 0}]
+    with pytest.raises(ValueError, match=r"task.jsonl: Classification needs at least two labels .*only 1"):
+        parse_task_file(_write(tmp_path, rows), "Classification")
 
 
 def test_retrieval_and_reranking(tmp_path):

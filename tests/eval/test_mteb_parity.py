@@ -7,6 +7,7 @@ Run: pytest tests/eval/test_mteb_parity.py -q
 
 from __future__ import annotations
 
+import json
 import random
 
 import numpy as np
@@ -197,3 +198,55 @@ def test_instruction_table_equals_mteb_harrier_table():
     from mteb.models.model_implementations.harrier_models import harrier_task_prompts
 
     assert InstructionPrompts().table == harrier_task_prompts
+
+
+class TableEncoder:
+    """Fixed vectors: each text's row is looked up (two-class and multi-class parity on exactly the same inputs)."""
+
+    name = "table-test"
+    prompts: dict[str, str] = {}
+
+    def __init__(self, table: dict[str, np.ndarray]) -> None:
+        self.table = table
+
+    def encode(self, texts, *, prompt=None):
+        return np.stack([self.table[t] for t in texts]).astype(np.float32)
+
+
+@pytest.mark.parametrize("names", [("non-hateful", "hateful"), (0, 1), (10, 2), ("sport", "health", "politics")],
+                         ids=["two-strings", "two-numbers", "two-numbers-string-order", "multi-class"])
+def test_classification_task_file_matches_mteb(tmp_path, names):
+    """A task file scores what mteb's classification evaluator gives once the labels are class-encoded (mteb's
+    ``stratified_subsampling`` encodes the label column over all splits, names sorted as strings)."""
+    from harrier.eval.local import load_task_file
+    from harrier.eval.protocols import ClassificationProtocol
+
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(len(names), 16))
+    rows, table = [], {}
+    for split, n in (("train", 90), ("test", 70)):
+        for i, y in enumerate(rng.integers(0, len(names), n)):
+            text = f"{split} {i}"
+            table[text] = centres[y] + 1.5 * rng.normal(size=16)  # overlapping classes: scores below 1
+            rows.append({"text": text, "label": names[y], "split": split})
+    path = tmp_path / "task.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    enc = TableEncoder(table)
+
+    sel = load_task_file(path, "Classification")
+    ours = score_subset(enc, sel.task, sel.task.load(tmp_path, "default", "test"), NoPrompts())
+
+    cols = {s: {k: [r[k] for r in rows if r["split"] == s] for k in ("text", "label")} for s in ("train", "test")}
+    dd = datasets.DatasetDict({s: datasets.Dataset.from_dict(c) for s, c in cols.items()})
+    dd = mteb.AbsTask.stratified_subsampling(dd, seed=42, splits=["test"], n_samples=len(cols["test"]["text"]))
+    ref, task = _mteb_run("SIB200Classification", dd, enc, NoPrompts())
+    protocol = ClassificationProtocol()
+    assert (task.n_experiments, task.samples_per_label) == (protocol.n_experiments, protocol.samples_per_label)
+    assert 0.5 < ref["accuracy"] < 1.0
+    keys = ["accuracy", "f1", "f1_weighted", "precision", "precision_weighted", "recall", "recall_weighted"]
+    if len(names) == 2:
+        keys += ["ap", "ap_weighted"]
+    else:
+        assert np.isnan(ref["ap"]) and np.isnan(ours["ap"])
+    for k in keys:
+        assert ours[k] == pytest.approx(ref[k], abs=1e-12), k
