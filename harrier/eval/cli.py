@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
 from harrier.eval.tasks import SUITES, TASK_TYPES
@@ -48,7 +49,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     p.add_argument("--batch-tokens", type=int, default=None,
                    help="token budget per batch (harrier runtime; default 4096 on CPU, 16384 on CUDA)")
     p.add_argument("--cache-dir", help="embedding cache folder (re-runs embed only new texts)")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars: one line per task and subset instead")
     p.set_defaults(func=run)
     sub = p.add_subparsers(dest="eval_command")
     c = sub.add_parser("compare", help="compare result files with published mteb scores")
@@ -103,6 +104,12 @@ def selections_from_args(args: argparse.Namespace) -> list:
     return select_tasks(args.tasks, root, langs=args.langs, splits=args.splits)
 
 
+def _progress_line(line: str) -> None:
+    """Without progress bars (--no-progress, or stderr not a terminal): a line per task and subset, so a log shows
+    the run is alive."""
+    print(f"harrier eval: {line}", file=sys.stderr, flush=True)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``harrier eval`` (or ``harrier eval compare``); returns the exit code."""
     if getattr(args, "eval_command", None) == "compare":
@@ -125,9 +132,10 @@ def run(args: argparse.Namespace) -> int:
     encoder = load_encoder(args.model, backend=args.backend, device=args.device, dtype=args.dtype,
                            batch_tokens=args.batch_tokens, progress=not args.no_progress)
     prompts = alias_prompts(encoder, args.prompt_alias) if args.prompt_alias else args.prompts
+    bars = not args.no_progress and sys.stderr.isatty()
     try:
         results = evaluate(encoder, selections, data_root=args.data_root, prompts=prompts, output_dir=args.output,
-                           cache_dir=args.cache_dir, progress=not args.no_progress)
+                           cache_dir=args.cache_dir, progress=bars, report=None if bars else _progress_line)
     except ResultsNotWritten as err:
         print(format_results(err.results))  # the scores are never lost to a failed write
         raise

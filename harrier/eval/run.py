@@ -6,7 +6,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -147,29 +147,50 @@ def prompts_used(task: TaskSpec, policy: PromptPolicy) -> dict[str, str | None]:
     return {"all": policy.prompt(task, None)}
 
 
-def evaluate_selection(enc: Encoder, sel: Selection, root: Path, policy: PromptPolicy,
-                       progress: bool = False) -> TaskResult:
-    """Evaluate one task's chosen subsets and splits."""
+Reporter = Callable[[str], None]
+
+
+def _main_score(entry: Mapping[str, object]) -> str:
+    value = entry["main_score"]
+    return "main score " + (f"{100 * value:.2f}" if isinstance(value, int | float) else "n/a")  # None: NaN
+
+
+def evaluate_selection(enc: Encoder, sel: Selection, root: Path, policy: PromptPolicy, progress: bool = False,
+                       report: Reporter | None = None, tag: str = "") -> TaskResult:
+    """Evaluate one task's chosen subsets and splits; ``report`` gets a line when the task starts and ends and when
+    each subset ends (tasks with more than one), prefixed with ``tag``."""
     task = sel.task
+    say = report or log.info
     start = time.monotonic()
     scores: dict[str, list[dict[str, object]]] = {}
     jobs = [(split, subset) for split in sel.splits for subset in sel.subsets]
+    many = len(jobs) > 1
+    say(f"{tag}{task.name} started" + (f" ({len(jobs)} subsets)" if many else ""))
     if progress:
         from tqdm.auto import tqdm
 
         jobs = tqdm(jobs, desc=task.name, unit="subset")
     for split, subset in jobs:
-        log.info("%s %s/%s", task.name, subset, split)
+        log.debug("%s %s/%s", task.name, subset, split)
+        begun = time.monotonic()
         data = task.load(root, subset, split)
         result = score_subset(enc, task, data, policy, _clustering_rng(task, root, subset))
-        scores.setdefault(split, []).append(subset_entry(task, subset, result))
-    return TaskResult(task=task, scores=scores, evaluation_time=time.monotonic() - start, model=enc.name,
+        entry = subset_entry(task, subset, result)
+        scores.setdefault(split, []).append(entry)
+        if many:
+            where = subset if len(sel.splits) == 1 else f"{subset}, {split}"
+            say(f"{tag}{task.name} ({where}) done in {time.monotonic() - begun:.1f} s, {_main_score(entry)}")
+    elapsed = time.monotonic() - start
+    last = f", {_main_score(entry)}" if len(jobs) == 1 else ""
+    say(f"{tag}{task.name} done in {elapsed:.1f} s{last}")
+    return TaskResult(task=task, scores=scores, evaluation_time=elapsed, model=enc.name,
                       prompts=prompts_used(task, policy), prompt_policy=policy.kind)
 
 
 def evaluate(encoder: Encoder, selections: Sequence[Selection], *, data_root: str | Path | None = None,
              prompts: str | PromptPolicy = "auto", output_dir: str | Path | None = None,
-             cache_dir: str | Path | None = None, progress: bool = False) -> list[TaskResult]:
+             cache_dir: str | Path | None = None, progress: bool = False,
+             report: Reporter | None = None) -> list[TaskResult]:
     """Evaluate ``encoder`` on the selected tasks; write one mteb-layout JSON per task when ``output_dir`` is set.
 
     Args:
@@ -180,6 +201,8 @@ def evaluate(encoder: Encoder, selections: Sequence[Selection], *, data_root: st
         output_dir: where to write ``{task}.json`` files.
         cache_dir: embedding cache folder (None: no cache; duplicate texts are still embedded once per call).
         progress: show progress bars.
+        report: called with one line per task start and end (and per subset of multi-subset tasks), with the
+            elapsed seconds; default ``log.info``. The CLI prints them when progress bars are off.
     """
     from harrier.eval.cache import CachedEncoder, DedupEncoder
 
@@ -188,9 +211,9 @@ def evaluate(encoder: Encoder, selections: Sequence[Selection], *, data_root: st
     cached = CachedEncoder(encoder, cache_dir) if cache_dir is not None else None
     results: list[TaskResult] = []
     failures: list[str] = []
-    for sel in selections:
+    for n, sel in enumerate(selections, 1):
         enc: Encoder = cached if cached is not None else DedupEncoder(encoder)  # memo per task, freed after it
-        res = evaluate_selection(enc, sel, root, policy, progress)
+        res = evaluate_selection(enc, sel, root, policy, progress, report, tag=f"[{n}/{len(selections)}] ")
         results.append(res)
         if output_dir is not None:
             try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 
 import pytest
 
@@ -137,3 +138,15 @@ def test_one_label_task_file_is_one_error_line_before_the_model_loads(tmp_path, 
     assert code == 2
     assert err.count("\n") == 1 and err.startswith(f"harrier: error: {task}: Classification needs at least two")
 
+
+@pytest.mark.parametrize("flags", [["--no-progress"], []], ids=["no-progress", "no-terminal"])
+def test_progress_lines_without_progress_bars(tmp_path, tiny_gemma3_dir, capsys, flags):
+    # two-class labels (numbers and strings) also run end to end: they used to fail in scikit-learn's AP
+    task = _classification_file(tmp_path / "hate.jsonl", {"de": [0, 1], "en": ["hateful", "non-hateful"]})
+    assert cli.run(_parse(["eval", "--model", str(tiny_gemma3_dir), "--task-file", str(task),
+                           "--task-type", "Classification", *flags])) == 0
+    lines = [x for x in capsys.readouterr().err.splitlines() if x.startswith("harrier eval: ")]
+    assert lines[0] == "harrier eval: [1/1] hate started (2 subsets)"
+    for line, subset in zip(lines[1:3], ("de", "en"), strict=True):
+        assert re.fullmatch(rf"harrier eval: \[1/1\] hate \({subset}\) done in \d+\.\d s, main score \d+\.\d\d", line)
+    assert re.fullmatch(r"harrier eval: \[1/1\] hate done in \d+\.\d s", lines[3]) and len(lines) == 4
