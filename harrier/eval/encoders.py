@@ -181,8 +181,8 @@ def needs_renormalizing(normalizes: bool, dtype: object) -> bool:
 
 def alias_prompts(encoder: Encoder, aliases: Sequence[str]) -> NamedPrompts:
     """The model's own prompts with ``KEY=OTHER`` remappings: KEY (a task type, task name, ``query``/``document``)
-    gets the model's OTHER prompt. EmbeddingGemma's published scores need ``BitextMining=STS`` and
-    ``PairClassification=query`` (docs/evaluation.md)."""
+    gets the model's OTHER prompt. EmbeddingGemma's published Tatoeba and PAWS-X scores need ``Tatoeba=STS`` and
+    ``PawsXPairClassification=query``; its NusaX bitext scores need its own prompt (docs/evaluation.md)."""
     policy = choose_policy(encoder, "model")
     assert isinstance(policy, NamedPrompts)
     table = dict(policy.prompts)
