@@ -6,6 +6,7 @@ import pytest
 
 from harrier.outputs import OutputError, atomic_file, check_dir, check_file, write_or_rescue
 
+
 def test_check_file_refuses_directory_missing_parent_and_file_parent(tmp_path):
     with pytest.raises(OutputError, match="is a directory"):
         check_file(tmp_path)

@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
         check_dir(args.cache_dir, "--cache-dir")
     from harrier.eval.encoders import alias_prompts, load_encoder
     from harrier.eval.results import format_results
-    from harrier.eval.run import ResultsNotWritten, evaluate
+    from harrier.eval.run import ResultsNotWrittenError, evaluate
 
     encoder = load_encoder(args.model, backend=args.backend, device=args.device, dtype=args.dtype,
                            batch_tokens=args.batch_tokens, progress=not args.no_progress)
@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         results = evaluate(encoder, selections, data_root=args.data_root, prompts=prompts, output_dir=args.output,
                            cache_dir=args.cache_dir, progress=bars, report=None if bars else _progress_line)
-    except ResultsNotWritten as err:
+    except ResultsNotWrittenError as err:
         print(format_results(err.results))  # the scores are never lost to a failed write
         raise
     print(format_results(results))

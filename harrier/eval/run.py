@@ -219,17 +219,17 @@ def evaluate(encoder: Encoder, selections: Sequence[Selection], *, data_root: st
             try:
                 res.write(output_dir)
             except OutputError as err:  # keep evaluating: the result is in a rescue file or in memory
-                log.info("%s", err)  # reported once, by ResultsNotWritten, when the evaluation ends
+                log.info("%s", err)  # reported once, by ResultsNotWrittenError, when the evaluation ends
                 failures.append(str(err))
     if cached is not None:
         log.info("embedding cache %s: %d hits, %d misses", cached.path, cached.hits, cached.misses)
         cached.close()
     if failures:
-        raise ResultsNotWritten(results, failures)
+        raise ResultsNotWrittenError(results, failures)
     return results
 
 
-class ResultsNotWritten(OutputError):
+class ResultsNotWrittenError(OutputError):
     """Evaluation finished but some result files could not be written where asked; ``results`` holds every
     result and the message says where each unwritten one went instead."""
 
