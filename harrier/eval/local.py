@@ -56,18 +56,34 @@ def _check(path: Path, row: Mapping[str, object], fields: tuple[str, ...]) -> No
         raise ValueError(f"{path}:{row['_line']}: missing field(s) {', '.join(missing)}")
 
 
-def _simple(rows: list[dict[str, object]], task_type: str) -> TaskData:
+def _number(path: Path, row: Mapping[str, object], field: str, kind: type = float) -> float:
+    value = row[field]
+    if isinstance(value, bool) or not isinstance(value, int | float) or (kind is int and value != int(value)):
+        raise ValueError(f"{path}:{row['_line']}: field {field!r} must be {'an integer' if kind is int else 'a number'}"
+                         f", got {value!r}")
+    return kind(value)
+
+
+def _text(path: Path, row: Mapping[str, object], field: str) -> str:
+    value = row[field]
+    if not isinstance(value, str):
+        raise ValueError(f"{path}:{row['_line']}: field {field!r} must be a string, got {value!r}")
+    return value
+
+
+def _simple(path: Path, rows: list[dict[str, object]], task_type: str) -> TaskData:
+    if task_type == "Clustering":
+        return ClusteringData([_text(path, r, "text") for r in rows], [str(r["label"]) for r in rows])
+    first, second = [_text(path, r, "sentence1") for r in rows], [_text(path, r, "sentence2") for r in rows]
     if task_type == "STS":
-        return PairData([str(r["sentence1"]) for r in rows], [str(r["sentence2"]) for r in rows],
-                        scores=[float(r["score"]) for r in rows])  # type: ignore[arg-type]
+        return PairData(first, second, scores=[_number(path, r, "score") for r in rows])
     if task_type == "PairClassification":
-        labels = [int(r["label"]) for r in rows]  # type: ignore[call-overload]
-        if set(labels) - {0, 1}:
-            raise ValueError("PairClassification labels must be 0 or 1")
-        return PairData([str(r["sentence1"]) for r in rows], [str(r["sentence2"]) for r in rows], labels=labels)
-    if task_type == "BitextMining":
-        return BitextData([str(r["sentence1"]) for r in rows], [str(r["sentence2"]) for r in rows])
-    return ClusteringData([str(r["text"]) for r in rows], [str(r["label"]) for r in rows])
+        labels = [int(_number(path, r, "label", int)) for r in rows]
+        bad = next((r for r, y in zip(rows, labels, strict=True) if y not in (0, 1)), None)
+        if bad is not None:
+            raise ValueError(f"{path}:{bad['_line']}: PairClassification labels must be 0 or 1, got {bad['label']!r}")
+        return PairData(first, second, labels=labels)
+    return BitextData(first, second)
 
 
 def _retrieval(path: Path, rows: list[dict[str, object]], task_type: str) -> RetrievalData:
@@ -76,12 +92,17 @@ def _retrieval(path: Path, rows: list[dict[str, object]], task_type: str) -> Ret
         kind = r.get("kind")
         if kind == "document":
             _check(path, r, ("id", "text"))
-            corpus[str(r["id"])] = str(r["text"])
+            corpus[str(r["id"])] = _text(path, r, "text")
         elif kind == "query":
             _check(path, r, ("id", "text", "relevant") + (("candidates",) if task_type == "Reranking" else ()))
             qid = str(r["id"])
-            queries[qid] = str(r["text"])
-            qrels[qid] = {str(d): int(g) for d, g in dict(r["relevant"]).items()}  # type: ignore[call-overload]
+            queries[qid] = _text(path, r, "text")
+            relevant = r["relevant"]
+            if not isinstance(relevant, dict) or not all(isinstance(g, int | float) and not isinstance(g, bool)
+                                                         for g in relevant.values()):
+                raise ValueError(f"{path}:{r['_line']}: field 'relevant' must map document ids to numeric grades, "
+                                 f"got {relevant!r}")
+            qrels[qid] = {str(d): int(g) for d, g in relevant.items()}
             if task_type == "Reranking":
                 candidates[qid] = [str(d) for d in r["candidates"]]  # type: ignore[attr-defined]
         else:
@@ -114,7 +135,7 @@ def parse_task_file(path: str | Path, task_type: str) -> dict[tuple[str, str], T
         _check(p, r, REQUIRED[task_type])
     groups = _group(rows)
     if task_type != "Classification":
-        return {key: _simple(group, task_type) for key, group in groups.items()}
+        return {key: _simple(p, group, task_type) for key, group in groups.items()}
     return _classification(p, groups)
 
 
@@ -139,8 +160,8 @@ def _classification(p: Path, groups: dict[tuple[str, str], list[dict[str, object
         for (g_lang, split), group in groups.items():
             if g_lang == lang and split != "train":
                 out[(lang, split)] = ClassificationData(
-                    [str(r["text"]) for r in train], [ids[str(r["label"])] for r in train],
-                    [str(r["text"]) for r in group], [ids[str(r["label"])] for r in group])
+                    [_text(p, r, "text") for r in train], [ids[str(r["label"])] for r in train],
+                    [_text(p, r, "text") for r in group], [ids[str(r["label"])] for r in group])
     if not out:
         raise ValueError(f"{p}: Classification needs lines to score besides the \"train\" ones")
     return out

@@ -74,7 +74,17 @@ def test_retrieval_and_reranking(tmp_path):
 
 @pytest.mark.parametrize(("rows", "task_type", "message"), [
     ([{"sentence1": "a", "score": 1}], "STS", r"task.jsonl:1: missing field\(s\) sentence2"),
-    ([{"sentence1": "a", "sentence2": "b", "label": 2}], "PairClassification", "0 or 1"),
+    ([{"sentence1": "a", "sentence2": "b", "label": 2}], "PairClassification", "task.jsonl:1: .*0 or 1"),
+    ([{"sentence1": "a", "sentence2": "b", "score": 1}, {"sentence1": "a", "sentence2": "b", "score": "high"}],
+     "STS", "task.jsonl:2: field 'score' must be a number, got 'high'"),
+    ([{"sentence1": "a", "sentence2": "b", "score": None}], "STS", "task.jsonl:1: field 'score' must be a number"),
+    ([{"sentence1": "a", "sentence2": "b", "score": True}], "STS", "task.jsonl:1: field 'score' must be a number"),
+    ([{"sentence1": "a", "sentence2": "b", "label": 0.5}], "PairClassification",
+     "task.jsonl:1: field 'label' must be an integer"),
+    ([{"sentence1": None, "sentence2": "b"}], "BitextMining", "task.jsonl:1: field 'sentence1' must be a string"),
+    ([{"text": 3, "label": "x"}], "Clustering", "task.jsonl:1: field 'text' must be a string"),
+    ([{"kind": "query", "id": "q", "text": "t", "relevant": ["d"]}, {"kind": "document", "id": "d", "text": "x"}],
+     "Retrieval", "task.jsonl:1: field 'relevant' must map document ids to numeric grades"),
     ([{"kind": "query", "id": "q", "text": "t", "relevant": {"nope": 1}}, {"kind": "document", "id": "d", "text": "x"}],
      "Retrieval", "unknown document ids nope"),
     ([{"kind": "passage", "id": "d", "text": "x"}], "Retrieval", "kind must be"),
