@@ -14,6 +14,12 @@ INTENT = instruction_prefix("Given a user utterance as query, find the user inte
 SCIFACT = instruction_prefix("Given a scientific claim, retrieve documents that support or refute the claim",
                              template=MTEB_TEMPLATE)
 ICT = instruction_prefix("Given a sentence, retrieve the passage it was taken from", template=MTEB_TEMPLATE)
+# question -> passage (SQuAD-style QA, AfriQA, FAQs, PubMedQA): mteb's instruction for AlloprofReranking, the
+# generic form of MIRACL's and RuBQ's; XQuADRetrieval has no instruction of its own in mteb
+QA = instruction_prefix("Given a question, retrieve passages that answer the question", template=MTEB_TEMPLATE)
+# question -> question with the same meaning: mteb's instruction for SprintDuplicateQuestions
+DUPLICATE_QUESTION = instruction_prefix("Find questions that have the same meaning as the input question",
+                                        template=MTEB_TEMPLATE)
 EVAL_SETS = ("sib-200", "tatoeba", "xquad")
 EVAL_SPLITS = ("test", "dev", "validation")
 # A folder ``train`` directly inside a folder ``data`` (shared/data/train) holds training-only data: its files are

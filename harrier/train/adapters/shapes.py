@@ -21,59 +21,55 @@ from harrier.train.records import Record
 @dataclass(frozen=True)
 class QAItem:
     """One question with one passage that answers it; ``article`` groups the passages of one source document
-    (their other passages are the question's hard negatives); ``None`` when the corpus does not say."""
+    (their other passages are the question's hard negatives); ``None`` when the corpus does not say. A blank
+    question makes the item a passage of its article that answers nothing here (a hard-negative candidate)."""
 
     question: str
     passage: str
     article: str | None = None
 
 
-def _unique(texts: Iterable[str]) -> list[str]:
-    return list(dict.fromkeys(texts))
-
-
 def qa_records(items: Iterable[QAItem], *, prefix: str, negatives: int, seed: int) -> list[Record]:
     """One record per distinct question: its passages as positives, and up to ``negatives`` other passages of the
-    same article(s) as hard negatives, drawn reproducibly from ``(seed, record index)``. Blank questions or
-    passages are skipped; surrounding whitespace is stripped."""
+    same article(s) as hard negatives, drawn reproducibly from ``(seed, record index)``. An item with a blank
+    question only adds its passage to its article's candidates; blank passages are skipped; surrounding whitespace
+    is stripped."""
     if negatives < 0:
         raise ValueError(f"negatives must be >= 0, got {negatives}")
-    found: dict[str, tuple[list[str], list[str]]] = {}  # question -> (passages, articles)
-    by_article: dict[str, list[str]] = {}
+    # dicts as insertion-ordered sets
+    found: dict[str, tuple[dict[str, None], dict[str, None]]] = {}  # question -> (passages, articles)
+    by_article: dict[str, dict[str, None]] = {}
     for item in items:
         q, p = item.question.strip(), item.passage.strip()
-        if not q or not p:
+        if not p:
             continue
-        passages, articles = found.setdefault(q, ([], []))
-        passages.append(p)
         if item.article is not None:
-            articles.append(item.article)
-            by_article.setdefault(item.article, []).append(p)
+            by_article.setdefault(item.article, {})[p] = None
+        if q:
+            passages, articles = found.setdefault(q, ({}, {}))
+            passages[p] = None
+            if item.article is not None:
+                articles[item.article] = None
     records = []
     for i, (q, (passages, articles)) in enumerate(found.items()):
-        positives = _unique(passages)
-        pool = [p for p in _unique(p for a in _unique(articles) for p in by_article[a]) if p not in positives]
+        pool = list(dict.fromkeys(p for a in articles for p in by_article[a] if p not in passages))
         k = min(negatives, len(pool))
         picked = sorted(np.random.default_rng([seed, i]).choice(len(pool), size=k, replace=False)) if k else []
-        records.append(Record(q, tuple(positives), tuple(pool[j] for j in picked), prefix=prefix))
+        records.append(Record(q, tuple(passages), tuple(pool[j] for j in picked), prefix=prefix))
     return records
 
 
 def pair_records(rows: Iterable[tuple[str, str, bool]], *, prefix: str) -> list[Record]:
     """``(query, text, positive?)`` rows -> one record per distinct query: its positive texts, and its other texts
     (``positive? = False``: an NLI contradiction, a dissimilar question) as negatives. Queries without a positive
-    are dropped; blank texts are skipped."""
-    found: dict[str, tuple[list[str], list[str]]] = {}
+    are dropped; blank texts and texts equal to their query are skipped."""
+    found: dict[str, tuple[dict[str, None], dict[str, None]]] = {}  # query -> (positives, negatives), ordered sets
     for query, text, positive in rows:
         q, t = query.strip(), text.strip()
         if q and t and q != t:
-            found.setdefault(q, ([], []))[0 if positive else 1].append(t)
-    out = []
-    for q, (pos, neg) in found.items():
-        if pos:
-            positives = _unique(pos)
-            out.append(Record(q, tuple(positives), tuple(t for t in _unique(neg) if t not in positives), prefix=prefix))
-    return out
+            found.setdefault(q, ({}, {}))[0 if positive else 1][t] = None
+    return [Record(q, tuple(pos), tuple(t for t in neg if t not in pos), prefix=prefix)
+            for q, (pos, neg) in found.items() if pos]
 
 
 def read_aligned(src: Path, tgt: Path) -> list[tuple[str, str]]:
