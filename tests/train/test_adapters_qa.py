@@ -1,6 +1,6 @@
 """Adapters over shared/data/train (QA, AfriQA, COVID-QA, PubMedQA, parallel, STS-train and NLI sets): records
-from tiny fixtures in each corpus's real layout and format, the data/train guard, and counts over the real
-folder."""
+from tiny fixtures in each corpus's real layout and format, the data/train guard, the recipes' teacher modes, and
+counts over the real folder."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from harrier.train import config
 from harrier.train.adapters import (
     ADAPTERS,
     BITEXT,
@@ -22,6 +23,8 @@ from harrier.train.adapters import (
 )
 
 SHARED = Path(os.environ.get("HARRIER_DATA") or Path(__file__).resolve().parents[3] / "shared" / "data")
+RECIPES = Path(__file__).parents[2] / "recipes"
+SEARCH = ("task: search result | query: ", "title: none | text: ")
 
 
 def _write(path: Path, text: str) -> Path:
@@ -256,6 +259,25 @@ def test_sts_train_and_nli_pairs(train_root):
         for h, g in (("함의", "entailment"), ("중립", "neutral"), ("모순", "contradiction"))], ensure_ascii=False))
     (kl,) = load_adapter("klue-nli", train_root / "klue-nli-dev")
     assert kl.name == "klue-nli-ko" and (kl.records[0].positives, kl.records[0].negatives) == (("함의",), ("모순",))
+
+
+def test_search_mode_recipes_score_exactly_the_retrieval_adapters_with_search_prompts():
+    assert RETRIEVAL_ADAPTERS <= set(ADAPTERS)
+    recipes = [config.load(p) for p in sorted(RECIPES.glob("*.yaml"))]
+    search = [c for c in recipes if any(d.teacher_query_prompt for d in c.data.datasets)]
+    assert len(search) >= 4  # stage 3, stage 5, stage 6, gpu
+    for cfg in search:
+        for d in cfg.data.datasets:
+            prompts = (d.teacher_query_prompt, d.teacher_document_prompt)
+            assert prompts == (SEARCH if d.adapter in RETRIEVAL_ADAPTERS else (None, None)), d
+
+
+def test_stage6_recipe_uses_every_new_adapter():
+    cfg = config.load(RECIPES / "distill-270m-cpu-stage6.yaml")
+    used = {d.adapter for d in cfg.data.datasets}
+    new = set(ADAPTERS) - {"wmt-newstest", "wmt-ict", "massive-parallel", "massive-intents", "stsb-multi-mt",
+                           "scifact-train"}
+    assert new <= used and all(d.path.startswith("/work/shared/data/") for d in cfg.data.datasets)
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="shared data not on this machine")
