@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
 
-from harrier.train.adapters import BITEXT, STS, load_adapter, stsb_multi_mt, wmt_newstest
+from harrier.train.adapters import BITEXT, STS, check_allowed, load_adapter, stsb_multi_mt, wmt_newstest
 from harrier.train.config import DatasetSpec
 from harrier.train.data import build_datasets
 
@@ -40,6 +41,46 @@ def test_wmt_and_stsb_from_small_fixtures(tmp_path):
 def test_evaluation_data_is_refused(path):
     with pytest.raises(ValueError, match="evaluation data"):
         load_adapter("wmt-newstest", path)
+
+
+@pytest.mark.parametrize("name", ["jsts-v1.3/test-v1.3.json", "tico19-test.en", "DRCD_dev.json",
+                                  "arcd-test.json", "data/test.jsonl"])
+def test_data_train_folder_is_training_data_whatever_the_file_name(tmp_path, name):
+    check_allowed(tmp_path / "shared" / "data" / "train" / "corpus" / name)  # no error
+    with pytest.raises(ValueError, match="evaluation data"):
+        check_allowed(tmp_path / "shared" / "data" / "corpus" / name)  # the same name elsewhere
+
+
+@pytest.mark.parametrize("rel", ["data/train/xquad/xquad.de.json", "data/train/../stsb/stsb-en-test.csv",
+                                 "train/stsb-en-test.csv", "data/x/train/stsb-en-test.csv",
+                                 "data/training/stsb-en-test.csv"])
+def test_data_train_rule_is_narrow(tmp_path, rel):
+    with pytest.raises(ValueError, match="evaluation data"):
+        check_allowed(tmp_path / rel)
+
+
+def test_a_symlink_cannot_move_evaluation_data_into_data_train(tmp_path):
+    real = tmp_path / "data" / "stsb" / "stsb-en-test.csv"
+    real.parent.mkdir(parents=True)
+    real.write_text("a,b,5.0\n", encoding="utf-8")
+    link = tmp_path / "data" / "train" / "stsb" / "pairs.csv"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(real)
+    with pytest.raises(ValueError, match="evaluation data"):
+        check_allowed(link)
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="shared data not on this machine")
+def test_shared_evaluation_files_refused_and_shared_train_files_allowed():
+    for path in [SHARED / "stsb-multi-mt" / "stsb-de-test.csv", SHARED / "xquad" / "xquad.de.json",
+                 SHARED / "sib-200", SHARED / "tatoeba-laser"]:
+        with pytest.raises(ValueError, match="evaluation data"):
+            check_allowed(path)
+    train = SHARED / "train"
+    named_like_eval = [p for p in train.rglob("*") if p.is_file() and set(re.split(r"[-_.]", p.name)) & {"test", "dev"}]
+    assert len(named_like_eval) > 50  # tico19-test.*, arcd-test.json, DRCD_dev.json, ...
+    for path in named_like_eval:
+        check_allowed(path)
 
 
 def test_spec_prefix_overrides_adapter_prefix(tmp_path):

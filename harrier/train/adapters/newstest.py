@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from harrier.train.adapters.common import BITEXT, ICT, check_allowed
+from harrier.train.adapters.shapes import join_lines, read_aligned
 from harrier.train.records import MemoryDataset, Record
 
 
@@ -23,16 +24,10 @@ def wmt_newstest(root: str | Path, *, max_per_pair: int | None = None, paragraph
         raise ValueError(f"wmt-newstest: paragraph must be >= 1, got {paragraph}")
     by_lang: dict[str, list[Record]] = {}
     for lang, src, tgt in _newstest_files(Path(root)):
-        records = by_lang.setdefault(lang, [])
-        a = src.read_text(encoding="utf-8").splitlines()
-        b = tgt.read_text(encoding="utf-8").splitlines()
-        if len(a) != len(b):
-            raise ValueError(f"{src} and {tgt} are not line-aligned ({len(a)} vs {len(b)} lines)")
-        pairs = [(x.strip(), y.strip()) for x, y in zip(a, b, strict=True) if x.strip() and y.strip()]
+        pairs = read_aligned(src, tgt)
         if paragraph > 1:
-            chunks = [pairs[i:i + paragraph] for i in range(0, len(pairs) - paragraph + 1, paragraph)]
-            pairs = [(" ".join(x for x, _ in c), " ".join(y for _, y in c)) for c in chunks]
-        records += [Record(x, (y,), prefix=BITEXT) for x, y in pairs]
+            pairs = join_lines(pairs, paragraph)
+        by_lang.setdefault(lang, []).extend(Record(x, (y,), prefix=BITEXT) for x, y in pairs)
     suffix = f"-p{paragraph}" if paragraph > 1 else ""
     return [MemoryDataset(f"wmt-{lang}-eng{suffix}", records[:max_per_pair]) for lang, records in by_lang.items()]
 
