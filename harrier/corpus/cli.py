@@ -74,7 +74,7 @@ def load(args: argparse.Namespace):
     from harrier import Embedder
 
     return Embedder.from_pretrained(args.model, device=args.device, dtype=args.dtype, max_length=args.max_length,
-                                    truncation=args.truncation)
+                                    truncation=args.truncation, allow_over_positions=args.allow_over_positions)
 
 
 def job_prompt(args: argparse.Namespace):
@@ -102,6 +102,7 @@ def cmd_corpus_encode(args: argparse.Namespace) -> int:
 
         engine = RayEngine(RayEngineConfig(
             model=model.info().source, dtype=args.dtype, max_length=args.max_length, truncation=args.truncation,
+            allow_over_positions=args.allow_over_positions,
             batch_tokens=cfg.batch_tokens, actors=args.actors, actor_cpus=args.actor_cpus,
             actor_gpus=args.actor_gpus, address=args.address))
     else:
