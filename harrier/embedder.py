@@ -196,8 +196,10 @@ class Embedder:
             raise ValueError(f"{len(prompt_lens)} prompt lengths for {len(ids)} sequences")
         if batch_tokens is None:
             batch_tokens = DEFAULT_BATCH_TOKENS[self.device.type]
+        if isinstance(batch_tokens, bool) or not isinstance(batch_tokens, int) or batch_tokens < 1:
+            raise ValueError(f"batch_tokens must be a positive int, got {batch_tokens!r}")
         return run_batches(self.model, ids, dim=self.dim, batch_tokens=batch_tokens, device=self.device,
-                           prompt_lens=prompt_lens, progress=progress)
+                           prompt_lens=prompt_lens, progress=progress, normalize=self.model.head.normalize)
 
     def encode_chunked(self, texts: Sequence[str], *, chunk: int = 512, overlap: int = 64,
                        aggregate: Aggregate = "mean", prompt_name: str | None = None, prompt: str | None = None,
