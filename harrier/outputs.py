@@ -58,7 +58,8 @@ def check_file(target: str | os.PathLike, what: str = "output") -> Path:
 
 
 def check_dir(target: str | os.PathLike, what: str = "output folder") -> Path:
-    """The target folder as a Path (created if missing, with its parents), after checking that files can be made in it."""
+    """The target folder as a Path (created if missing, with its parents), after checking that files can be made
+    in it."""
     path = Path(target).expanduser()
     label = f"{what} {target}"
     if path.exists() and not path.is_dir():
