@@ -196,3 +196,26 @@ def test_ctrl_c_mid_encode_exits_130_and_leaves_nothing(tiny_gemma3_dir, tmp_pat
     assert [x for x in err.splitlines() if x.startswith("harrier: error:")] == ["harrier: error: interrupted"], err
     assert snapshot(tmp_path) == before
 
+
+@pytest.mark.parametrize("missing,argv,needle", [
+    ("uvicorn", ["serve", "--model", "{model}"], "harrier serve needs uvicorn, which is not installed: "
+                                                 "pip install 'harrier[serve]'"),
+    ("fastapi", ["serve", "--model", "{model}"], "harrier serve needs fastapi, which is not installed: "
+                                                 "pip install 'harrier[serve]'"),
+    ("pyarrow", ["corpus", "encode", "--model", "{model}", "--input", "{tmp}/ok.txt", "--output", "{tmp}/corpus"],
+     "harrier corpus needs pyarrow, which is not installed: pip install 'harrier[corpus]'"),
+    ("gguf", ["encode", "--model", "{tmp}/m.gguf", "--input", "{tmp}/ok.txt", "--output", "{tmp}/o.npy"],
+     "reading GGUF files needs gguf, which is not installed: pip install 'harrier[gguf]'"),
+])
+def test_missing_extra_names_it_before_the_model_loads(missing, argv, needle, tiny_gemma3_dir, tmp_path, capsys,
+                                                        monkeypatch, weights_read):
+    make_inputs(tmp_path)
+    (tmp_path / "m.gguf").write_bytes(b"GGUF")
+    for name in [m for m in sys.modules if m == missing or m.startswith(f"{missing}.")] + ["harrier.serve.server"]:
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.setitem(sys.modules, missing, None)  # `import missing` now fails as if it were not installed
+    before = snapshot(tmp_path)
+    assert run([a.format(model=tiny_gemma3_dir, tmp=tmp_path) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert [x for x in err.splitlines() if x.startswith("harrier: error:")] == [f"harrier: error: {needle}"], err
+    assert snapshot(tmp_path) == before and not weights_read

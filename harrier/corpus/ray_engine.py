@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from harrier.corpus.window import Window, WindowResult, encode_window, prompt_from_json, prompt_to_json
+from harrier.extras import require
 
 log = logging.getLogger(__name__)
 
@@ -78,10 +79,7 @@ class RayEngine:
     """Each shard's windows become one Ray Dataset (one row per window) mapped by an actor pool."""
 
     def __init__(self, cfg: RayEngineConfig) -> None:
-        try:
-            import ray
-        except ImportError as err:
-            raise ImportError("the Ray engine needs ray: pip install 'harrier[ray]'") from err
+        ray = require("ray", "ray", "the Ray engine")
         self.cfg = cfg
         self._started = False
         if not ray.is_initialized():
