@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from harrier.loading import DTYPE_NAMES
+from harrier.tokenize import TRUNCATION_POLICIES
 
 TRUNCATION_HELP = "what to do with texts over --max-length (they are cut, keeping special tokens)"
 
@@ -15,8 +16,11 @@ def model_flags(p: argparse.ArgumentParser, *, truncation_help: str = TRUNCATION
                    "or .gguf file")
     p.add_argument("--dtype", default="auto", choices=DTYPE_NAMES, help="compute dtype")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--max-length", type=int, default=None, help="tokens per text incl. special tokens")
-    p.add_argument("--truncation", default="warn", choices=["warn", "error", "silent"], help=truncation_help)
+    p.add_argument("--max-length", type=int, default=None, help="tokens per text incl. special tokens (at most "
+                   "the model's positions unless --allow-over-positions)")
+    p.add_argument("--allow-over-positions", action="store_true", help="accept a --max-length above the model's "
+                   "position embeddings (runs, with a warning: the model was not trained on those positions)")
+    p.add_argument("--truncation", default="warn", choices=TRUNCATION_POLICIES, help=truncation_help)
 
 
 def prompt_flags(p: argparse.ArgumentParser) -> None:

@@ -16,7 +16,7 @@ from harrier.chunking import Aggregate, ChunkConfig, ChunkedEmbeddings
 from harrier.engine import DEFAULT_BATCH_TOKENS, run_batches
 from harrier.loading import DType, LoadedModel
 from harrier.prompts import Prompt, PromptConfig, PromptSpec, prefix_for, resolve_prefix
-from harrier.tokenize import TokenizedItems, TruncationPolicy, check_texts
+from harrier.tokenize import TokenizedItems, TruncationPolicy, check_max_length, check_texts, check_truncation
 from harrier.vectors import l2_normalize
 
 log = logging.getLogger(__name__)
@@ -48,31 +48,39 @@ class Embedder:
     """A loaded embedding model: ``encode`` texts into [N, dim] float32 arrays."""
 
     def __init__(self, loaded: LoadedModel, *, truncation: TruncationPolicy = "warn") -> None:
+        self.truncation = check_truncation(truncation)
         self.model = loaded.model
         self.tokenizer = loaded.tokenizer
         self.card = loaded.card
         self.device = loaded.device
         self.dtype = loaded.dtype
-        self.truncation = truncation
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, *, device: str | torch.device | None = None,
                         dtype: DType | torch.dtype = "auto", max_length: int | None = None,
                         truncation: TruncationPolicy = "warn", revision: str | None = None,
-                        cache_dir: str | None = None) -> Embedder:
+                        cache_dir: str | None = None, allow_over_positions: bool = False) -> Embedder:
         """Load a hub id, a local Hugging Face / Sentence-Transformers directory, or a .gguf file.
 
         Args:
             device: "cpu", "cuda" or None (cuda when available).
             dtype: "auto" (the checkpoint's, bf16 only where the hardware runs it natively), "float32",
                 "bfloat16", or "float16" (refused for Gemma-3, whose activations overflow it).
-            max_length: tokens per text including special tokens; defaults to the checkpoint's.
+            max_length: tokens per text including special tokens; defaults to the checkpoint's. Above the model's
+                position embeddings only with ``allow_over_positions=True`` (one warning is logged).
             truncation: "warn" (default), "error" or "silent" for texts over max_length.
+
+        Every argument is checked before the checkpoint is read (a ValueError naming the valid values), except
+        what only the checkpoint knows (max_length against its positions, float16 for Gemma-3).
         """
-        if truncation not in ("warn", "error", "silent"):
-            raise ValueError(f"truncation must be warn, error or silent, got {truncation!r}")
-        return cls(loading.load_model(name_or_path, device=device, dtype=dtype, max_length=max_length,
-                                      revision=revision, cache_dir=cache_dir), truncation=truncation)
+        check_truncation(truncation)
+        loading.check_dtype(dtype)
+        dev = loading.resolve_device(device)
+        if max_length is not None:
+            check_max_length(max_length)
+        return cls(loading.load_model(name_or_path, device=dev, dtype=dtype, max_length=max_length,
+                                      revision=revision, cache_dir=cache_dir,
+                                      allow_over_positions=allow_over_positions), truncation=truncation)
 
     @property
     def dim(self) -> int:
@@ -100,8 +108,20 @@ class Embedder:
         """The prefix of one item of ``encode_items``: a prompt name, a :class:`~harrier.prompts.Prompt` or None."""
         return prefix_for(self.card.prompts, prompt)
 
-    def tokenize(self, texts: Sequence[str], prefix: str = "") -> list[list[int]]:
+    def tokenize(self, texts: Sequence[str], prefix: str = "", *, truncate: bool = True) -> list[list[int]]:
+        """Token ids of ``prefix + text`` per text, special tokens included: cut to ``max_length`` as ``encode``
+        cuts them, or in full with ``truncate=False`` (to count or split what a long text holds)."""
+        texts = check_texts(texts, "tokenize")
+        if not truncate:
+            return self.tokenizer.encode_full([prefix + t for t in texts])
         return self.tokenizer.encode([prefix + t for t in texts], truncation=self.truncation).ids
+
+    def count_tokens(self, texts: Sequence[str], *, prompt_name: str | None = None, prompt: str | None = None,
+                     instruction: str | None = None, task: str | None = None) -> list[int]:
+        """Tokens each text takes with its prompt and special tokens, not truncated: a count above ``max_length``
+        is a text ``encode`` would cut (or refuse with ``truncation="error"``)."""
+        pre = self.prefix(prompt_name=prompt_name, prompt=prompt, instruction=instruction, task=task)
+        return [len(x) for x in self.tokenize(texts, pre, truncate=False)]
 
     def tokenize_items(self, items: Sequence[tuple[str, PromptSpec]], *,
                        truncation: TruncationPolicy | None = None) -> TokenizedItems:
@@ -123,11 +143,17 @@ class Embedder:
     def encode(self, texts: Sequence[str] | str, *, prompt_name: str | None = None, prompt: str | None = None,
                instruction: str | None = None, task: str | None = None, batch_tokens: int | None = None,
                progress: bool | None = None) -> np.ndarray:
-        """Embed texts into [N, dim] float32 (one row per text, input order).
+        """Embed texts into [N, dim] float32 (one row per text, input order; unit L2 norm when the model ends in
+        Normalize, whatever the compute dtype). Empty and whitespace-only texts are embedded like any other.
 
         Queries take one of ``prompt_name`` (the checkpoint's named prompts), ``instruction`` (card template),
         ``task`` (an MTEB(Multilingual, v2) task, mteb's template) or a literal ``prompt``; documents take none.
         ``batch_tokens`` defaults to 4,096 on CPU (activations stay in cache; measured fastest) and 16,384 on CUDA.
+
+        Raises ValueError (nothing else, for bad input): ``texts`` not a list of str (naming the first bad item), a
+        text that is not valid Unicode (a lone surrogate), an unknown prompt name or task (listing the known ones),
+        more than one prompt source, an empty instruction, a non-positive ``batch_tokens``, and
+        (``TruncationError``, a ValueError) an over-long text with ``truncation="error"``.
         """
         texts = check_texts(texts, "encode")
         pre = self.prefix(prompt_name=prompt_name, prompt=prompt, instruction=instruction, task=task)
@@ -144,8 +170,8 @@ class Embedder:
         A prompt is a name of the checkpoint's prompts, a :class:`~harrier.prompts.Prompt` (instruction, task or
         literal prefix), or None (raw, as documents are). Texts with different prompts share packed batches.
         """
-        if isinstance(items, str):
-            raise ValueError("encode_items takes a list of (text, prompt) pairs")
+        if isinstance(items, str) or items is None or not hasattr(items, "__iter__"):
+            raise ValueError(f"encode_items takes a list of (text, prompt) pairs, got {type(items).__name__}")
         items = list(items)
         if not items:
             return np.zeros((0, self.dim), dtype=np.float32)
@@ -170,8 +196,10 @@ class Embedder:
             raise ValueError(f"{len(prompt_lens)} prompt lengths for {len(ids)} sequences")
         if batch_tokens is None:
             batch_tokens = DEFAULT_BATCH_TOKENS[self.device.type]
+        if isinstance(batch_tokens, bool) or not isinstance(batch_tokens, int) or batch_tokens < 1:
+            raise ValueError(f"batch_tokens must be a positive int, got {batch_tokens!r}")
         return run_batches(self.model, ids, dim=self.dim, batch_tokens=batch_tokens, device=self.device,
-                           prompt_lens=prompt_lens, progress=progress)
+                           prompt_lens=prompt_lens, progress=progress, normalize=self.model.head.normalize)
 
     def encode_chunked(self, texts: Sequence[str], *, chunk: int = 512, overlap: int = 64,
                        aggregate: Aggregate = "mean", prompt_name: str | None = None, prompt: str | None = None,

@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from harrier.extras import require
+
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
@@ -85,10 +87,7 @@ def read_gguf(path: str | Path, *, dtype: torch.dtype = torch.float32) -> GGUFCh
 
     ``dtype=torch.bfloat16`` halves the memory of large models; values are computed in float32 and cast last.
     """
-    try:
-        import gguf
-    except ImportError as err:
-        raise ImportError("reading GGUF files needs the `gguf` package: pip install 'harrier[gguf]'") from err
+    gguf = require("gguf", "gguf", "reading GGUF files")
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"no GGUF file at {path}")

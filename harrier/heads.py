@@ -60,6 +60,10 @@ class PoolingConfig:
     mode: PoolingMode
     include_prompt: bool = True
 
+    def __post_init__(self) -> None:  # every way pooling enters (checkpoint, training config, code) passes here
+        if self.mode not in SUPPORTED_POOLING:
+            raise ValueError(f"pooling {self.mode!r} is not supported; supported: {', '.join(SUPPORTED_POOLING)}")
+
 
 def pooling_from_st_config(raw: dict) -> PoolingConfig:
     """Our pooling from a Sentence-Transformers ``Pooling/config.json``; unsupported modes are refused."""
@@ -69,8 +73,6 @@ def pooling_from_st_config(raw: dict) -> PoolingConfig:
         mode = modes[0] if len(modes) == 1 else modes
     if isinstance(mode, list):
         mode = mode[0] if len(mode) == 1 else mode
-    if mode not in SUPPORTED_POOLING:
-        raise ValueError(f"pooling {mode!r} is not supported; supported: {', '.join(SUPPORTED_POOLING)}")
     return PoolingConfig(mode=mode, include_prompt=bool(raw.get("include_prompt", True)))
 
 
@@ -110,8 +112,6 @@ class Head(nn.Module):
 
     def __init__(self, pooling: PoolingConfig, dense: list[DenseConfig], normalize: bool) -> None:
         super().__init__()
-        if pooling.mode not in SUPPORTED_POOLING:
-            raise ValueError(f"pooling {pooling.mode!r} is not supported; supported: {', '.join(SUPPORTED_POOLING)}")
         self.pooling = pooling
         self.dense = nn.ModuleList(Dense(c) for c in dense)
         self.normalize = normalize

@@ -22,7 +22,7 @@ from harrier.heads import DenseConfig, Head, PoolingConfig, pooling_from_st_conf
 from harrier.model import EmbeddingModel
 from harrier.models.config import DecoderConfig, decoder_config
 from harrier.prompts import PromptConfig
-from harrier.tokenize import TextTokenizer
+from harrier.tokenize import TextTokenizer, check_max_length
 
 log = logging.getLogger(__name__)
 SUPPORTED_MODULES = ("Transformer", "Pooling", "Dense", "Normalize")
@@ -103,6 +103,14 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         raise ValueError(f"device {str(device)!r} is not a valid device string ({err})") from err
 
 
+def check_dtype(dtype: object) -> None:
+    """A ValueError listing the supported names unless ``dtype`` is one of them or their torch dtype."""
+    if (isinstance(dtype, str) and dtype in DTYPE_NAMES) or (isinstance(dtype, torch.dtype) and
+                                                              dtype in DTYPES.values()):
+        return
+    raise ValueError(f"dtype {dtype!r} is not supported; supported: {', '.join(DTYPE_NAMES)}")
+
+
 def resolve_dtype(dtype: DType | torch.dtype, device: torch.device, hf_config: dict, model_type: str) -> torch.dtype:
     """The compute dtype. ``auto``: the checkpoint's, except float16 for Gemma-3 (its activations overflow) and
     bf16 on a CPU without native bf16 (slower than fp32); those fall back to bf16 on CUDA / float32."""
@@ -114,9 +122,8 @@ def resolve_dtype(dtype: DType | torch.dtype, device: torch.device, hf_config: d
         if chosen == torch.float16 and gemma:
             chosen = torch.bfloat16 if device.type == "cuda" else torch.float32
         return torch.float32 if chosen == torch.bfloat16 and not fast_bf16 else chosen
-    chosen = dtype if isinstance(dtype, torch.dtype) else DTYPES.get(dtype)
-    if chosen is None:
-        raise ValueError(f"dtype {dtype!r} is not supported; supported: {', '.join(DTYPE_NAMES)}")
+    check_dtype(dtype)
+    chosen = dtype if isinstance(dtype, torch.dtype) else DTYPES[dtype]
     if chosen == torch.float16 and gemma:
         raise ValueError("float16 overflows Gemma-3 activations (NaN/inf embeddings); use bfloat16 or float32")
     if chosen == torch.bfloat16 and not fast_bf16:
@@ -127,27 +134,25 @@ def resolve_dtype(dtype: DType | torch.dtype, device: torch.device, hf_config: d
 
 def load_model(name_or_path: str | Path, *, device: str | torch.device | None = None,
                dtype: DType | torch.dtype = "auto", max_length: int | None = None, revision: str | None = None,
-               cache_dir: str | None = None) -> LoadedModel:
+               cache_dir: str | None = None, allow_over_positions: bool = False) -> LoadedModel:
     """A hub id, local directory or .gguf file as a ready model (see ``Embedder.from_pretrained`` for arguments)."""
     ckpt = read_checkpoint(resolve(name_or_path, revision=revision, cache_dir=cache_dir))
     dev = resolve_device(device)
     return ready_model(ckpt, device=dev, dtype=resolve_dtype(dtype, dev, ckpt.card.hf_config,
-                                                              ckpt.card.decoder.model_type), max_length=max_length)
+                                                              ckpt.card.decoder.model_type), max_length=max_length,
+                       allow_over_positions=allow_over_positions)
 
 
-def ready_model(ckpt: Checkpoint, *, device: torch.device, dtype: torch.dtype,
-                max_length: int | None = None) -> LoadedModel:
+def ready_model(ckpt: Checkpoint, *, device: torch.device, dtype: torch.dtype, max_length: int | None = None,
+                allow_over_positions: bool = False) -> LoadedModel:
     """Build the model from ``ckpt`` (its weights are read here, once) and its tokenizer truncating at
-    ``max_length`` (default: the checkpoint's limit)."""
+    ``max_length`` (default: the checkpoint's limit; above the model's positions only with
+    ``allow_over_positions``)."""
     card = ckpt.card
     limit = card.max_length
     if max_length is not None:
-        if max_length < 2:
-            raise ValueError(f"max_length must be at least 2, got {max_length}")
-        if max_length > card.decoder.max_position_embeddings:
-            warnings.warn(f"max_length {max_length} exceeds the model's {card.decoder.max_position_embeddings} "
-                          "positions", stacklevel=3)
-        limit = max_length
+        limit = check_max_length(max_length, card.decoder.max_position_embeddings,
+                                 allow_over_positions=allow_over_positions)
     special = {k: card.hf_config.get(k) for k in ("bos_token_id", "eos_token_id", "pad_token_id")}
     try:
         tokenizer = TextTokenizer.from_json(card.tokenizer_json, max_length=limit, extra_special=special)

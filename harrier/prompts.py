@@ -48,15 +48,15 @@ def close_matches(name: str, choices: list[str], n: int = 5) -> list[str]:
 
 
 def unknown_name_error(kind: str, name: str, choices: list[str]) -> ValueError:
-    """A ValueError for an unknown prompt/task name that lists close matches (or what exists)."""
+    """A ValueError for an unknown prompt/task name that lists close matches, and the valid names when they are few
+    (or when nothing is close)."""
     matches = close_matches(name, choices)
-    if matches:
-        hint = "did you mean " + ", ".join(repr(m) for m in matches) + "?"
-    elif choices:
-        hint = "known: " + ", ".join(sorted(choices)[:20]) + (" ..." if len(choices) > 20 else "")
-    else:
-        hint = "this model defines none"
-    return ValueError(f"unknown {kind} {name!r}; {hint}")
+    hints = ["did you mean " + ", ".join(repr(m) for m in matches) + "?"] if matches else []
+    if not choices:
+        hints.append("this model defines none")
+    elif not matches or len(choices) <= 20:
+        hints.append("known: " + ", ".join(sorted(choices)[:20]) + (" ..." if len(choices) > 20 else ""))
+    return ValueError(f"unknown {kind} {name!r}; {' '.join(hints)}")
 
 
 def task_instruction(task: str) -> str:
@@ -113,6 +113,9 @@ def resolve_prefix(
     """
     given = {k: v for k, v in dict(prompt_name=prompt_name, prompt=prompt, instruction=instruction, task=task).items()
              if v is not None}
+    for key, value in given.items():
+        if not isinstance(value, str):
+            raise ValueError(f"{key} must be a str, got {type(value).__name__}")
     if len(given) > 1:
         raise ValueError(f"give at most one of prompt_name, prompt, instruction, task (got {', '.join(given)})")
     if prompt is not None:

@@ -74,7 +74,7 @@ def load(args: argparse.Namespace):
     from harrier import Embedder
 
     return Embedder.from_pretrained(args.model, device=args.device, dtype=args.dtype, max_length=args.max_length,
-                                    truncation=args.truncation)
+                                    truncation=args.truncation, allow_over_positions=args.allow_over_positions)
 
 
 def job_prompt(args: argparse.Namespace):
@@ -87,8 +87,10 @@ def job_prompt(args: argparse.Namespace):
 def cmd_corpus_encode(args: argparse.Namespace) -> int:
     from harrier.corpus.encode import CorpusConfig, encode_corpus
     from harrier.corpus.readers import ReaderConfig
+    from harrier.corpus.shards import require_pyarrow
     from harrier.engine import DEFAULT_BATCH_TOKENS
 
+    require_pyarrow()  # before the model loads
     model = load(args)
     cfg = CorpusConfig(
         inputs=tuple(args.input), output=Path(args.output).expanduser(),
@@ -102,6 +104,7 @@ def cmd_corpus_encode(args: argparse.Namespace) -> int:
 
         engine = RayEngine(RayEngineConfig(
             model=model.info().source, dtype=args.dtype, max_length=args.max_length, truncation=args.truncation,
+            allow_over_positions=args.allow_over_positions,
             batch_tokens=cfg.batch_tokens, actors=args.actors, actor_cpus=args.actor_cpus,
             actor_gpus=args.actor_gpus, address=args.address))
     else:
@@ -136,6 +139,8 @@ def cmd_corpus_index(args: argparse.Namespace) -> int:
 def cmd_search(args: argparse.Namespace) -> int:
     from harrier.corpus.manifest import Manifest, model_fingerprint
     from harrier.corpus.search import ann_search, exact_search, recall_at_k
+    from harrier.corpus.shards import require_pyarrow
+    from harrier.extras import require
 
     queries = list(args.query)
     if args.queries:
@@ -144,6 +149,9 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise ValueError("no queries: pass --query TEXT or --queries FILE")
     index = Path(args.index)
     manifest = Manifest.load(index)
+    require_pyarrow()  # before the model loads
+    if args.ann:
+        require("faiss", "corpus", "the ANN index")
     model = load(args)
     if model_fingerprint(model.info().source) != manifest.settings["model_fingerprint"]:
         raise ValueError(f"--model {args.model} is not the model that encoded {index} (fingerprints differ)")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from harrier.corpus.window import Window, WindowResult, encode_window, prompt_from_json, prompt_to_json
+from harrier.extras import require
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,7 @@ class RayEngineConfig:
     dtype: str = "auto"
     max_length: int | None = None
     truncation: str = "warn"
+    allow_over_positions: bool = False
     batch_tokens: int = 4_096
     actors: int = 2
     actor_cpus: float = 1.0  # also the actor's torch threads
@@ -48,7 +50,8 @@ class WindowEncoder:
 
         torch.set_num_threads(max(1, int(cfg.actor_cpus)))
         self.model = Embedder.from_pretrained(cfg.model, device="cuda" if cfg.actor_gpus > 0 else "cpu",
-                                              dtype=cfg.dtype, max_length=cfg.max_length, truncation=cfg.truncation)
+                                              dtype=cfg.dtype, max_length=cfg.max_length, truncation=cfg.truncation,
+                                              allow_over_positions=cfg.allow_over_positions)
         self.batch_tokens = cfg.batch_tokens
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -76,10 +79,7 @@ class RayEngine:
     """Each shard's windows become one Ray Dataset (one row per window) mapped by an actor pool."""
 
     def __init__(self, cfg: RayEngineConfig) -> None:
-        try:
-            import ray
-        except ImportError as err:
-            raise ImportError("the Ray engine needs ray: pip install 'harrier[ray]'") from err
+        ray = require("ray", "ray", "the Ray engine")
         self.cfg = cfg
         self._started = False
         if not ray.is_initialized():

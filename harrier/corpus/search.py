@@ -16,6 +16,7 @@ import numpy as np
 
 from harrier.corpus.manifest import Manifest
 from harrier.corpus.shards import read_vectors, require_pyarrow
+from harrier.extras import require
 from harrier.vectors import l2_normalize
 
 log = logging.getLogger(__name__)
@@ -106,11 +107,7 @@ def ids_for_rows(index: Path, manifest: Manifest, rows: list[int]) -> dict[int, 
 
 
 def _faiss():
-    try:
-        import faiss
-    except ImportError as err:
-        raise ImportError("the ANN index needs faiss: pip install 'harrier[corpus]'") from err
-    return faiss
+    return require("faiss", "corpus", "the ANN index")
 
 
 def build_ann(index: Path, *, m: int = 32, ef_construction: int = 200) -> Path:

@@ -15,16 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
+from harrier.extras import require
+
 STORE_DTYPES = ("float32", "bfloat16")
 METADATA_KEY = b"harrier"
 
 
 def require_pyarrow() -> None:
     """A clear ImportError (one CLI line) when the corpus extra is missing."""
-    try:
-        import pyarrow  # noqa: F401
-    except ImportError as err:
-        raise ImportError("corpus encoding and search need pyarrow: pip install 'harrier[corpus]'") from err
+    require("pyarrow.parquet", "corpus", "harrier corpus")
 
 
 def to_bf16_bits(x: np.ndarray) -> np.ndarray:

@@ -55,7 +55,7 @@ def encode_window(model, window: Window, batch_tokens: int) -> WindowResult:
     emb_ND = np.empty((len(lengths), model.dim), dtype=np.float32)
     for idx in plan_batches(lengths, batch_tokens):
         emb_ND[idx] = embed_step(model.model, [tok.ids[i] for i in idx], device=model.device,
-                                 prompt_lens=[tok.prompt_lens[i] for i in idx])
+                                 prompt_lens=[tok.prompt_lens[i] for i in idx], normalize=model.model.head.normalize)
     cut = set(tok.truncated)
     return WindowResult(emb_ND, lengths, [i in cut for i in range(len(lengths))])
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 def app(*args, **kwargs):
     """The ASGI app for one model (see ``harrier.serve.server.app`` for the arguments)."""
-    from harrier.serve.server import app as make_app
+    from harrier.extras import require
 
-    return make_app(*args, **kwargs)
+    return require("harrier.serve.server", "serve", "harrier.serve.app").app(*args, **kwargs)
 
 
 __all__ = ["app"]

@@ -37,14 +37,11 @@ def add_parser(sub) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    try:
-        import uvicorn
+    from harrier.extras import require
 
-        from harrier.serve.config import ServeConfig
-        from harrier.serve.server import app
-    except ImportError as err:
-        raise ImportError(f"harrier serve needs the serve extra ({err.name} is missing): "
-                          "pip install 'harrier[serve]'") from err
+    uvicorn = require("uvicorn", "serve", "harrier serve")
+    app = require("harrier.serve.server", "serve", "harrier serve").app
+    from harrier.serve.config import ServeConfig
     config = ServeConfig(model=args.model, served_model_name=args.served_model_name, device=args.device,
                          dtype=args.dtype, max_length=args.max_length, truncation=args.truncation,
                          max_batch_tokens=args.max_batch_tokens, max_client_batch_size=args.max_client_batch_size,

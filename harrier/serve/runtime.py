@@ -146,4 +146,4 @@ class EmbedderRuntime:
 
     def embed(self, ids: list[list[int]], prompt_lens: list[int]) -> np.ndarray:
         m = self.embedder
-        return embed_step(m.model, ids, device=m.device, prompt_lens=prompt_lens)
+        return embed_step(m.model, ids, device=m.device, prompt_lens=prompt_lens, normalize=m.model.head.normalize)
