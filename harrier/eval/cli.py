@@ -116,6 +116,9 @@ def run(args: argparse.Namespace) -> int:
         return run_compare(args)
     if not args.model:
         raise ValueError("--model is required (a model directory)")
+    from harrier.eval.metrics import require_dependencies
+
+    require_dependencies()  # before the task files are read and the model is loaded
     selections = selections_from_args(args)
     from harrier.outputs import check_dir
 

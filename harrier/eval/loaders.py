@@ -120,7 +120,9 @@ def _massive_partition(root: Path, partition: str) -> tuple[tuple[str, str, str]
 
 @cache
 def _massive_texts(root: Path, locale: str) -> dict[str, str]:
-    import openpyxl
+    from harrier.extras import require
+
+    openpyxl = require("openpyxl", "eval", "reading MASSIVE's .xlsx files")
 
     book = openpyxl.load_workbook(_need(root / "massive-partial" / "xlsx" / f"en-{locale}.xlsx"), read_only=True)
     rows = book.active.iter_rows(values_only=True)

@@ -19,6 +19,14 @@ from harrier.vectors import l2_normalize
 SEED = 42  # mteb's default task seed
 
 
+def require_dependencies() -> None:
+    """The eval extra's scoring libraries, checked before any work: an ImportError naming the extra to install."""
+    from harrier.extras import require
+
+    require("sklearn", "eval", "harrier eval (scoring)")
+    require("scipy", "eval", "harrier eval (scoring)")
+
+
 def _as_f32(x: np.ndarray) -> np.ndarray:
     return np.asarray(x, dtype=np.float32)
 

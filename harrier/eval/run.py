@@ -206,6 +206,7 @@ def evaluate(encoder: Encoder, selections: Sequence[Selection], *, data_root: st
     """
     from harrier.eval.cache import CachedEncoder, DedupEncoder
 
+    metrics.require_dependencies()
     root = resolve_data_root(data_root) if any(s.task.folder for s in selections) else Path(data_root or ".")
     policy = choose_policy(encoder, prompts) if isinstance(prompts, str) else prompts
     cached = CachedEncoder(encoder, cache_dir) if cache_dir is not None else None

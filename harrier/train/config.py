@@ -194,10 +194,15 @@ def from_dict(raw: dict[str, Any]) -> TrainConfig:
     return cfg
 
 
+def _yaml():
+    from harrier.extras import require
+
+    return require("yaml", "train", "reading training recipes")
+
+
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """``["optim.lr=1e-5", "run.steps=10"]`` applied to a nested mapping (values parsed as YAML scalars)."""
-    import yaml
-
+    yaml = _yaml()
     out = json.loads(json.dumps(raw))
     for item in overrides:
         if "=" not in item:
@@ -218,8 +223,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 def read_recipe(path: str | Path) -> dict[str, Any]:
     """The mapping a YAML (or JSON) recipe holds; errors are one ValueError naming the file (and line)."""
-    import yaml
-
+    yaml = _yaml()
     p = Path(path)
     if not p.is_file():
         raise ValueError(f"config file {p} does not exist")

@@ -24,7 +24,9 @@ def _massive_train(root: Path) -> list[dict]:
 
 
 def _massive_locale(xlsx: Path) -> dict[str, str]:
-    from openpyxl import load_workbook  # the [eval] extra; only this adapter needs it
+    from harrier.extras import require
+
+    load_workbook = require("openpyxl", "train", "the MASSIVE adapters").load_workbook
 
     wb = load_workbook(xlsx, read_only=True)
     rows = wb.active.iter_rows(values_only=True)
