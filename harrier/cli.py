@@ -317,6 +317,19 @@ def _add_capabilities(sub) -> None:
     serve_cli.add_parser(sub)
 
 
+def _foreign_origin(err: BaseException) -> str | None:
+    """The top-level package that raised ``err`` when that is not harrier (an error of ours names the user's input;
+    one raised inside a library may be a bug of ours, so the line says where it came from)."""
+    tb = err.__traceback__
+    if tb is None:
+        return None
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    module = tb.tb_frame.f_globals.get("__name__", "")
+    top = module.split(".")[0]
+    return None if top in ("harrier", "__main__", "") else top
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -327,7 +340,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (CLIError, TruncationError, ValueError, FileNotFoundError, ImportError, OutputError) as err:
-        print(f"harrier: error: {err}", file=sys.stderr)
+        origin = _foreign_origin(err)
+        if origin is not None and args.verbose:
+            import traceback
+
+            traceback.print_exception(err, file=sys.stderr)
+        where = f"{origin}: " if origin is not None else ""
+        hint = " (raised inside a library harrier uses; -v shows where)" if origin and not args.verbose else ""
+        print(f"harrier: error: {where}{err}{hint}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # encode's outputs are written atomically: nothing half-written is left behind
         print("harrier: error: interrupted", file=sys.stderr)

@@ -219,3 +219,20 @@ def test_missing_extra_names_it_before_the_model_loads(missing, argv, needle, ti
     err = capsys.readouterr().err
     assert [x for x in err.splitlines() if x.startswith("harrier: error:")] == [f"harrier: error: {needle}"], err
     assert snapshot(tmp_path) == before and not weights_read
+
+
+def test_an_error_raised_inside_a_library_says_so(monkeypatch, capsys):
+    import json
+
+    from harrier import cli
+
+    def fails(args):
+        json.loads("{")  # a ValueError raised inside the json package, not by a check of ours
+
+    monkeypatch.setattr(cli, "cmd_info", fails)
+    assert cli.main(["info", "--model", "m"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("harrier: error: json: Expecting") and "-v shows where" in err[0]
+    assert cli.main(["-v", "info", "--model", "m"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.strip().splitlines()[-1].startswith("harrier: error: json: ")
