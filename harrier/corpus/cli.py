@@ -85,12 +85,14 @@ def job_prompt(args: argparse.Namespace):
 
 
 def cmd_corpus_encode(args: argparse.Namespace) -> int:
-    from harrier.corpus.encode import CorpusConfig, encode_corpus
-    from harrier.corpus.readers import ReaderConfig
+    from harrier.corpus.encode import CorpusConfig, check_output, encode_corpus
+    from harrier.corpus.readers import ReaderConfig, expand_inputs
     from harrier.corpus.shards import require_pyarrow
     from harrier.engine import DEFAULT_BATCH_TOKENS
 
-    require_pyarrow()  # before the model loads
+    require_pyarrow()  # these checks run before the model loads
+    expand_inputs(args.input)
+    check_output(Path(args.output).expanduser(), resume=args.resume)
     model = load(args)
     cfg = CorpusConfig(
         inputs=tuple(args.input), output=Path(args.output).expanduser(),

@@ -32,6 +32,7 @@ from harrier.corpus.manifest import (
 from harrier.corpus.readers import BadRow, ReaderConfig, Record, count_rows, expand_inputs, iter_rows
 from harrier.corpus.shards import STORE_DTYPES, ShardWriter, require_pyarrow
 from harrier.corpus.window import Window, WindowEngine, prompt_to_json, windows_of
+from harrier.outputs import check_dir
 from harrier.prompts import PromptSpec
 
 log = logging.getLogger(__name__)
@@ -118,19 +119,25 @@ def job_settings(cfg: CorpusConfig, files: list[Path], model, fingerprint: str) 
     }
 
 
-def open_job(cfg: CorpusConfig, settings: dict) -> Manifest:
-    """A fresh manifest, or (``resume``) the existing one after checking its settings and its shards."""
-    out = cfg.output
+def check_output(out: Path, *, resume: bool) -> None:
+    """The cheap checks of a job's output folder, run before the model loads: a folder files can be made in (it is
+    created), holding this job's manifest only with ``resume`` and no stray Parquet files."""
     if out.exists() and not out.is_dir():
         raise ValueError(f"output {out} is a file; corpus output is a directory")
     existing = (out / MANIFEST).is_file()
-    if existing and not cfg.resume:
+    if existing and not resume:
         raise ValueError(f"output {out} already holds a corpus job ({MANIFEST}); pass --resume to continue it, "
                          "or choose another directory")
-    if not existing:
-        if out.is_dir() and any(p.suffix == ".parquet" for p in out.iterdir()):
-            raise ValueError(f"output {out} holds Parquet files but no {MANIFEST}; choose an empty directory")
-        out.mkdir(parents=True, exist_ok=True)
+    if not existing and out.is_dir() and any(p.suffix == ".parquet" for p in out.iterdir()):
+        raise ValueError(f"output {out} holds Parquet files but no {MANIFEST}; choose an empty directory")
+    check_dir(out, "output")
+
+
+def open_job(cfg: CorpusConfig, settings: dict) -> Manifest:
+    """A fresh manifest, or (``resume``) the existing one after checking its settings and its shards."""
+    out = cfg.output
+    check_output(out, resume=cfg.resume)
+    if not (out / MANIFEST).is_file():
         return Manifest(settings=settings)
     manifest = Manifest.load(out)
     diff = settings_diff(manifest.settings, settings)

@@ -91,3 +91,25 @@ def test_count_rows(tmp_path):
     (tmp_path / "b.txt").write_text("one\ntwo\n")
     pq.write_table(pa.table({"id": ["a", "b", "c"]}), tmp_path / "c.parquet")
     assert [count_rows(tmp_path / n) for n in ("a.txt", "b.txt", "c.parquet")] == [3, 2, 3]
+
+
+def test_cli_checks_inputs_and_output_before_the_model_loads(tmp_path, monkeypatch, capsys):
+    src = tmp_path / "c.jsonl"
+    src.write_text('{"id": 1, "text": "a"}\n')
+    (tmp_path / "file").write_text("x")
+    job = tmp_path / "job"
+    job.mkdir()
+    (job / "manifest.json").write_text("{}")
+    monkeypatch.setattr("harrier.corpus.cli.load", lambda args: pytest.fail("the model was loaded first"))
+    cases = [
+        ([str(tmp_path / "none-*.jsonl")], tmp_path / "out", "no such file"),
+        ([str(src)], tmp_path / "file", "is a file; corpus output is a directory"),
+        ([str(src)], tmp_path / "file" / "sub", "a part of the path is a file"),
+        ([str(src)], job, "already holds a corpus job"),
+        ([str(src)], "/proc/harrier-job", "cannot create it"),
+    ]
+    for inputs, out, message in cases:
+        argv = ["corpus", "encode", "--model", "m", "--input", *inputs, "--output", str(out), "--no-progress"]
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("harrier: error: ") and message in err[0], (out, err)
