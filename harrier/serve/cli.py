@@ -40,6 +40,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from harrier.extras import require
 
     uvicorn = require("uvicorn", "serve", "harrier serve")
+    check_address(args.host, args.port)  # a taken port is one line, before the model loads
     app = require("harrier.serve.server", "serve", "harrier serve").app
     from harrier.serve.config import ServeConfig
     config = ServeConfig(model=args.model, served_model_name=args.served_model_name, device=args.device,
@@ -76,12 +77,35 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     server = DrainingServer(uvicorn.Config(application, host=args.host, port=args.port, access_log=False,
                                            log_config=None, timeout_graceful_shutdown=args.graceful_timeout))
-    server.run()
+    try:
+        server.run()
+    except SystemExit as stop:  # uvicorn exits 1 when it cannot bind (the port was taken after our check)
+        if server.started:
+            raise
+        raise ValueError(f"could not listen on {args.host}:{args.port} (see the log above)") from stop
     if failure:
         raise ValueError(f"model {args.model} failed to load: {failure[0]}")
     if not server.started:
         raise ValueError(f"could not listen on {args.host}:{args.port} (see the log above)")
     return 0
+
+
+def check_address(host: str, port: int) -> None:
+    """ValueError (one line) when ``host:port`` cannot be listened on: a bad port or host, or one already taken."""
+    import socket
+
+    if not 0 <= port <= 65535:
+        raise ValueError(f"--port must be 0-65535, got {port}")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as err:
+        raise ValueError(f"--host {host}: {err.strerror}") from err
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as err:
+            raise ValueError(f"cannot listen on {host}:{port}: {err.strerror}") from err
 
 
 def _setup_logging() -> None:

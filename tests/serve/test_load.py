@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import numpy as np
+import pytest
 from servekit import API_KEY, TEXTS, cosine_rows, start_server
 
 PROMPTS = [{}, {"prompt_name": "web_search_query"}, {"prompt_name": "sts_query"}, {"instruction": "Match the topic"},
@@ -156,3 +157,21 @@ def test_cli_model_that_fails_to_load_is_one_line_and_exit_2(tmp_path):
     assert srv.proc.wait(120) == 2
     last = srv.log.read_text().strip().splitlines()[-1]
     assert last.startswith("harrier: error: model ") and "does not exist" in last
+
+
+def test_cli_taken_port_or_bad_address_is_one_line_before_the_model_loads(tiny_gemma3_dir, monkeypatch, capsys):
+    import socket
+
+    from harrier.cli import main
+
+    monkeypatch.setattr("harrier.serve.server.app", lambda *a, **k: pytest.fail("the app was built first"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for extra, message in ([["--port", str(port)], f"cannot listen on 127.0.0.1:{port}"],
+                               [["--port", "70000"], "--port must be 0-65535"],
+                               [["--host", "no-such-host.invalid"], "--host no-such-host.invalid"]):
+            assert main(["serve", "--model", str(tiny_gemma3_dir), *extra]) == 2
+            err = capsys.readouterr().err.strip().splitlines()
+            assert len(err) == 1 and err[0].startswith("harrier: error: ") and message in err[0], err
