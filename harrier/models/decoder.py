@@ -36,12 +36,14 @@ class DecoderLayer(nn.Module):
     def forward(self, x_TD: torch.Tensor, cos_sin, groups: SeqGroups) -> torch.Tensor:
         if long.use_long_path(x_TD.shape[0]):
             return long.layer_forward_chunked(self, x_TD, cos_sin, groups)
+        return self.finish(x_TD, self.self_attn(self.input_layernorm(x_TD), cos_sin, groups))
+
+    def finish(self, x_TD: torch.Tensor, attn_TD: torch.Tensor) -> torch.Tensor:
+        """Everything after the attention output projection: residual adds, norms and the MLP (per-token work)."""
         if self.sandwich:
-            attn = self.post_attention_layernorm(self.self_attn(self.input_layernorm(x_TD), cos_sin, groups))
-            x_TD = x_TD + attn
-            mlp = self.post_feedforward_layernorm(self.mlp(self.pre_feedforward_layernorm(x_TD)))
-            return x_TD + mlp
-        x_TD = x_TD + self.self_attn(self.input_layernorm(x_TD), cos_sin, groups)
+            x_TD = x_TD + self.post_attention_layernorm(attn_TD)
+            return x_TD + self.post_feedforward_layernorm(self.mlp(self.pre_feedforward_layernorm(x_TD)))
+        x_TD = x_TD + attn_TD
         return x_TD + self.mlp(self.post_attention_layernorm(x_TD))
 
 
