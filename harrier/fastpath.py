@@ -34,7 +34,7 @@ def apply_fast_modes(model: EmbeddingModel, device: torch.device, *, int8: bool 
             raise ValueError(f"dtype 'int8' runs on CPU only (int8 dot-product units); got device {device}. "
                              "Use bfloat16 on CUDA")
         n = quantize_decoder(model.backbone, keep_last=keep_last)
-        log.info("int8: %d linear layers quantised (last %d decoder layers, embedding and heads kept in float32)",
-                 n, keep_last)
+        log.info("int8: %d linear layers quantised (down_proj, the last %d decoder layers, embedding and heads kept "
+                 "in float32)", n, keep_last)
     if compile:
         model.backbone.compile_layers()

@@ -7,10 +7,12 @@ tokens carry "massive activations"), so one scale per tensor, as PyTorch's ``qua
 dynamic int8 use, rounds ordinary tokens to a few levels: min cosine 0.89 against fp32 on EmbeddingGemma in our
 measurement. One scale per token keeps each token's own range.
 
-What stays in floating point: the embedding table, every norm, attention (softmax included), the last
-``keep_last`` decoder layers and the Sentence-Transformers Dense heads (their error reaches the embedding
-directly). The element-wise quantise / dequantise steps are cheap only when fused, so run this under
-``compile=True``; eager works and gives the same numbers (to rounding), slower.
+What stays in floating point: the embedding table, every norm, attention (softmax included), the MLP's
+``down_proj`` (its input, the GELU-gated product, has the largest outliers: keeping it float raises EmbeddingGemma's
+min cosine against fp32 from 0.9942 to 0.9958 on 80 probe texts, 0.9954 to 0.9979 on 120), the last ``keep_last``
+decoder layers and the Sentence-Transformers Dense heads (their error reaches the embedding directly).
+The element-wise quantise / dequantise steps are cheap only when fused, so run this under ``compile=True``;
+eager works and gives the same numbers (to rounding), slower.
 
 Shape legend: T = tokens, K = input features, N = output features.
 """
@@ -22,6 +24,7 @@ from torch import nn
 
 QMAX = 127.0  # symmetric int8, -127..127 (no -128, so negation stays in range)
 DEFAULT_KEEP_LAST = 2  # decoder layers next to the pooling stay in floating point
+FLOAT_LINEARS = ("down_proj",)  # linear layers that stay in floating point in every layer
 
 
 def quantize_weight(weight_NK: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,9 +65,10 @@ class Int8Linear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, int8 per-channel x per-token"
 
 
-def quantize_decoder(decoder: nn.Module, *, keep_last: int = DEFAULT_KEEP_LAST) -> int:
-    """Replace the linear layers of all but the last ``keep_last`` decoder layers with ``Int8Linear``, in place.
-    Returns how many were replaced. Inference only: ``Int8Linear`` has no gradient."""
+def quantize_decoder(decoder: nn.Module, *, keep_last: int = DEFAULT_KEEP_LAST,
+                     float_linears: tuple[str, ...] = FLOAT_LINEARS) -> int:
+    """Replace the linear layers of all but the last ``keep_last`` decoder layers, except those named in
+    ``float_linears``, with ``Int8Linear``, in place. Returns how many were replaced. Inference only."""
     if keep_last < 0:
         raise ValueError(f"keep_last must be >= 0, got {keep_last}")
     layers = list(decoder.layers)
@@ -72,7 +76,7 @@ def quantize_decoder(decoder: nn.Module, *, keep_last: int = DEFAULT_KEEP_LAST) 
     for layer in layers[: max(0, len(layers) - keep_last)]:
         for parent in (layer.self_attn, layer.mlp):
             for name, child in list(parent.named_children()):
-                if isinstance(child, nn.Linear):
+                if isinstance(child, nn.Linear) and name not in float_linears:
                     setattr(parent, name, Int8Linear(child))
                     replaced += 1
     return replaced
