@@ -59,20 +59,24 @@ class Embedder:
     def from_pretrained(cls, name_or_path: str | Path, *, device: str | torch.device | None = None,
                         dtype: DType | torch.dtype = "auto", max_length: int | None = None,
                         truncation: TruncationPolicy = "warn", revision: str | None = None,
-                        cache_dir: str | None = None) -> Embedder:
+                        cache_dir: str | None = None, compile: bool = False) -> Embedder:
         """Load a hub id, a local Hugging Face / Sentence-Transformers directory, or a .gguf file.
 
         Args:
             device: "cpu", "cuda" or None (cuda when available).
             dtype: "auto" (the checkpoint's, bf16 only where the hardware runs it natively), "float32",
-                "bfloat16", or "float16" (refused for Gemma-3, whose activations overflow it).
+                "bfloat16", "float16" (refused for Gemma-3, whose activations overflow it), or "int8" (CPU: int8
+                linear layers with per-token activations, the rest float32; see docs/cpu-modes.md).
             max_length: tokens per text including special tokens; defaults to the checkpoint's.
             truncation: "warn" (default), "error" or "silent" for texts over max_length.
+            compile: run the decoder layers through torch.compile (inductor); pays off for long-running
+                processes (first batches compile). Falls back to eager, with one warning, where it cannot run.
         """
         if truncation not in ("warn", "error", "silent"):
             raise ValueError(f"truncation must be warn, error or silent, got {truncation!r}")
         return cls(loading.load_model(name_or_path, device=device, dtype=dtype, max_length=max_length,
-                                      revision=revision, cache_dir=cache_dir), truncation=truncation)
+                                      revision=revision, cache_dir=cache_dir, compile=compile),
+                   truncation=truncation)
 
     @property
     def dim(self) -> int:
