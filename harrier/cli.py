@@ -95,7 +95,7 @@ def load(args: argparse.Namespace):
     from harrier import Embedder
 
     return Embedder.from_pretrained(args.model, device=args.device, dtype=args.dtype, max_length=args.max_length,
-                                    truncation=args.truncation)
+                                    truncation=args.truncation, compile=args.compile)
 
 
 def prompt_kwargs(args: argparse.Namespace) -> dict:
