@@ -86,6 +86,10 @@ class CompiledLayers:
         if cxx_compiler() is None:
             self._fall_back("no C++ compiler (g++, c++ or clang++; or CXX) was found")
         else:
+            # Every model in the process shares layer_step's one dynamo cache (a graph per model shape, dtype,
+            # layer kind and int8 or not); dynamo's default of 8 entries runs the 9th eagerly, e.g. in a benchmark
+            # or an evaluation that loads several models.
+            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
             self.fn = torch.compile(layer_step, dynamic=True, backend="inductor")
 
     def _fall_back(self, reason: str) -> None:
