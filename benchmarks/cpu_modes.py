@@ -90,7 +90,7 @@ def run_peer(name: str, spec_file: Path) -> None:
                     n_ubatch=4096, n_threads=spec["threads"], verbose=False)
 
         def fn(x):
-            return [llm.embed(t, normalize=True) for t in x]
+            return llm.embed(x, normalize=True)
     else:
         from sentence_transformers import SentenceTransformer
 
@@ -168,21 +168,20 @@ def main() -> None:
     texts = benchmark_texts(Path(args.data_root), args.n)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="harrier-cpu-modes-"))
     work.mkdir(parents=True, exist_ok=True)
-    rows: list[tuple] = []  # (system, mode, warm, secs, tokens, emb or reason, reference key, mm share)
     print(f"machine: {machine_line()}\ntorch {torch.__version__}, {torch.get_num_threads()} threads")
-
-    def st_fn(dtype):
-        st = SentenceTransformer(args.model, device="cpu", model_kwargs={"dtype": dtype})
-        return lambda x: st.encode(x, prompt_name=args.prompt_name, batch_size=args.st_batch_size)
-
     ours = Embedder.from_pretrained(args.model, device="cpu", dtype="float32")
     n_tokens = sum(len(x) for x in ours.tokenize(texts, ours.prefix(prompt_name=args.prompt_name)))
     del ours
     print(f"{len(texts)} texts, {n_tokens} tokens (mean {n_tokens / len(texts):.1f}), prompt {args.prompt_name}")
+    table = Table()
+
     for mode, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-        warm, secs, emb = timed(st_fn(dtype), texts)
-        rows.append(("sentence-transformers", mode, warm, secs, n_tokens, emb, "st", None))
-    ref = rows[0][5]
+        st = SentenceTransformer(args.model, device="cpu", model_kwargs={"dtype": dtype})
+
+        def st_fn(x, st=st):
+            return st.encode(x, prompt_name=args.prompt_name, batch_size=args.st_batch_size)
+        table.row("sentence-transformers", mode, n_tokens, timed(st_fn, texts))
+        del st
 
     for mode, dtype, compile_ in (("fp32", "float32", False), ("fp32-compiled", "float32", True),
                                   ("bf16", "bfloat16", False), ("bf16-compiled", "bfloat16", True),
@@ -191,55 +190,58 @@ def main() -> None:
 
         def fn(x, m=m):
             return m.encode(x, prompt_name=args.prompt_name, progress=False)
-        warm, secs, emb = timed(fn, texts)
-        rows.append(("harrier", mode, warm, secs, n_tokens, emb, "st", mm_share(fn, texts[:args.profile_n])))
+        result = timed(fn, texts)
+        table.row("harrier", mode, n_tokens, result, share=mm_share(fn, texts[:args.profile_n]))
         del m
 
     spec = {"texts": texts, "model": args.model, "prompt_name": args.prompt_name, "batch_size": args.st_batch_size,
             "threads": torch.get_num_threads(), "gguf": args.gguf}
     for name, python in (("onnx-int8", args.onnx_python), ("openvino-int8", args.openvino_python)):
-        res = peer_row(name, python, spec, work, args.peer_timeout)
-        rows.append((name, "int8", *(res if isinstance(res, tuple) else (None, None)), n_tokens,
-                     res[2] if isinstance(res, tuple) else res, "st", None))
+        table.row(name, "int8", n_tokens, peer_row(name, python, spec, work, args.peer_timeout))
 
-    if Path(args.gguf).is_file():  # the harrier-270m shape: Gemma-3-270M, causal, last-token pooling
-        g = Embedder.from_pretrained(args.gguf, device="cpu", dtype="float32")
-        g_tokens = sum(len(x) for x in g.tokenize(texts))
-        g_rows = []
-        for mode, dtype, compile_ in (("fp32", "float32", False), ("bf16-compiled", "bfloat16", True),
-                                      ("int8-compiled", "int8", True)):
-            m = g if mode == "fp32" else Embedder.from_pretrained(args.gguf, device="cpu", dtype=dtype,
-                                                                  compile=compile_)
+    if not Path(args.gguf).is_file():
+        print(f"| llama.cpp | | not run: no GGUF at {args.gguf} |")
+        return
+    # the harrier-270m shape: Gemma-3-270M (causal, last-token pooling), from the same GGUF file for both
+    g_tokens = sum(len(x) for x in Embedder.from_pretrained(args.gguf, device="cpu").tokenize(texts))
+    for mode, dtype, compile_ in (("fp32", "float32", False), ("bf16-compiled", "bfloat16", True),
+                                  ("int8-compiled", "int8", True)):
+        m = Embedder.from_pretrained(args.gguf, device="cpu", dtype=dtype, compile=compile_)
 
-            def fn(x, m=m):
-                return m.encode(x, progress=False)
-            warm, secs, emb = timed(fn, texts)
-            g_rows.append(("harrier 270m-gguf", mode, warm, secs, g_tokens, emb, "gguf", None))
-        res = peer_row("llama.cpp", args.llama_python, {**spec, "texts": texts}, work, args.peer_timeout)
-        g_rows.append(("llama.cpp 270m-gguf", "q4_k_m", *(res if isinstance(res, tuple) else (None, None)),
-                       g_tokens, res[2] if isinstance(res, tuple) else res, "gguf", None))
-        rows += g_rows
-        g_ref = g_rows[0][5]
-    print_table(rows, ref, locals().get("g_ref"))
+        def fn(x, m=m):
+            return m.encode(x, progress=False)
+        table.row("harrier 270m-gguf", mode, g_tokens, timed(fn, texts), group="gguf")
+        del m
+    table.row("llama.cpp 270m-gguf", "q4_k_m", g_tokens, peer_row("llama.cpp", args.llama_python, spec, work,
+                                                                  args.peer_timeout), group="gguf")
 
 
-def print_table(rows, ref, g_ref) -> None:
-    st_fp32 = rows[0][3]
-    g_fp32 = next((r[3] for r in rows if r[0] == "harrier 270m-gguf" and r[1] == "fp32"), None)
-    print("\n| system | mode | warm-up s | seconds | tokens/s | vs ST fp32 | vs ST bf16 | min cos | mean cos "
-          "| mm share |\n|---|---|---|---|---|---|---|---|---|---|")
-    st_bf16 = rows[1][3]
-    for system, mode, warm, secs, tokens, emb, ref_key, share in rows:
-        if isinstance(emb, str):
-            print(f"| {system} | {mode} | | | | | | | | not run: {emb} |")
-            continue
-        base = ref if ref_key == "st" else g_ref
-        cos = cosine(emb, base)
-        vs = (f"{st_fp32 / secs:.2f}x | {st_bf16 / secs:.2f}x" if ref_key == "st"
-              else f"{g_fp32 / secs:.2f}x vs harrier fp32 | ")
+class Table:
+    """Prints each row as it is measured. The first row of a group is that group's reference: ``st`` rows against
+    sentence-transformers fp32 (and bf16, the second row), ``gguf`` rows against harrier fp32 on the GGUF."""
+
+    def __init__(self) -> None:
+        self.refs: dict[str, list[tuple[float, np.ndarray]]] = {}
+        print("\n| system | mode | warm-up s | seconds | tokens/s | vs ST fp32 | vs ST bf16 | min cos | mean cos "
+              "| mm share |\n|---|---|---|---|---|---|---|---|---|---|", flush=True)
+
+    def row(self, system: str, mode: str, tokens: int, result, *, share: float | None = None,
+            group: str = "st") -> None:
+        if isinstance(result, str):
+            print(f"| {system} | {mode} | | | | | | | | not run: {result} |", flush=True)
+            return
+        warm, secs, emb = result
+        refs = self.refs.setdefault(group, [])
+        if len(refs) < 2:
+            refs.append((secs, emb))
+        cos = cosine(emb, refs[0][1])
+        if group == "st":
+            vs = f"{refs[0][0] / secs:.2f}x | {refs[1][0] / secs:.2f}x" if len(refs) > 1 else "1.00x | "
+        else:
+            vs = f"{refs[0][0] / secs:.2f}x vs harrier 270m fp32 | "
         shr = f"{share:.0%}" if share is not None else ""
         print(f"| {system} | {mode} | {warm:.1f} | {secs:.1f} | {tokens / secs:.0f} | {vs} | {cos.min():.5f} "
-              f"| {cos.mean():.5f} | {shr} |")
+              f"| {cos.mean():.5f} | {shr} |", flush=True)
 
 
 if __name__ == "__main__":
