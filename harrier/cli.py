@@ -156,7 +156,8 @@ def load(args: argparse.Namespace):
     from harrier import Embedder
 
     return Embedder.from_pretrained(args.model, device=args.device, dtype=args.dtype, max_length=args.max_length,
-                                    truncation=args.truncation, allow_over_positions=args.allow_over_positions)
+                                    truncation=args.truncation, allow_over_positions=args.allow_over_positions,
+                                    compile=args.compile)
 
 
 def prompt_kwargs(args: argparse.Namespace) -> dict:

@@ -14,7 +14,8 @@ TRUNCATION_HELP = "what to do with texts over --max-length (they are cut, keepin
 def model_flags(p: argparse.ArgumentParser, *, truncation_help: str = TRUNCATION_HELP) -> None:
     p.add_argument("--model", required=True, help="hub id, local directory (HF / Sentence-Transformers layout) "
                    "or .gguf file")
-    p.add_argument("--dtype", default="auto", choices=DTYPE_NAMES, help="compute dtype")
+    p.add_argument("--dtype", default="auto", choices=DTYPE_NAMES, help="compute dtype (int8: int8 linear layers)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (pays off on long jobs)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--max-length", type=int, default=None, help="tokens per text incl. special tokens (at most "
                    "the model's positions unless --allow-over-positions)")

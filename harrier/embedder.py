@@ -59,16 +59,20 @@ class Embedder:
     def from_pretrained(cls, name_or_path: str | Path, *, device: str | torch.device | None = None,
                         dtype: DType | torch.dtype = "auto", max_length: int | None = None,
                         truncation: TruncationPolicy = "warn", revision: str | None = None,
-                        cache_dir: str | None = None, allow_over_positions: bool = False) -> Embedder:
+                        cache_dir: str | None = None, allow_over_positions: bool = False,
+                        compile: bool = False) -> Embedder:
         """Load a hub id, a local Hugging Face / Sentence-Transformers directory, or a .gguf file.
 
         Args:
             device: "cpu", "cuda" or None (cuda when available).
             dtype: "auto" (the checkpoint's, bf16 only where the hardware runs it natively), "float32",
-                "bfloat16", or "float16" (refused for Gemma-3, whose activations overflow it).
+                "bfloat16", "float16" (refused for Gemma-3, whose activations overflow it), or "int8" (CPU: int8
+                linear layers with per-token activations, the rest float32; see docs/cpu-modes.md).
             max_length: tokens per text including special tokens; defaults to the checkpoint's. Above the model's
                 position embeddings only with ``allow_over_positions=True`` (one warning is logged).
             truncation: "warn" (default), "error" or "silent" for texts over max_length.
+            compile: run the decoder layers through torch.compile (inductor); pays off for long-running
+                processes (first batches compile). Falls back to eager, with one warning, where it cannot run.
 
         Every argument is checked before the checkpoint is read (a ValueError naming the valid values), except
         what only the checkpoint knows (max_length against its positions, float16 for Gemma-3).
@@ -80,7 +84,8 @@ class Embedder:
             check_max_length(max_length)
         return cls(loading.load_model(name_or_path, device=dev, dtype=dtype, max_length=max_length,
                                       revision=revision, cache_dir=cache_dir,
-                                      allow_over_positions=allow_over_positions), truncation=truncation)
+                                      allow_over_positions=allow_over_positions, compile=compile),
+                   truncation=truncation)
 
     @property
     def dim(self) -> int:

@@ -30,9 +30,9 @@ HUB_FILES = ["*.json", "*.safetensors", "tokenizer.model", "*/*.json", "*/*.safe
 LOCAL_HINT = ("pass --model a local directory in Hugging Face / Sentence-Transformers layout (one you downloaded "
               "or saved, e.g. with `huggingface-cli download microsoft/harrier-oss-v1-270m --local-dir DIR` on a "
               "machine with hub access) or a .gguf file")
-DType = Literal["auto", "float32", "bfloat16", "float16"]
+DType = Literal["auto", "float32", "bfloat16", "float16", "int8"]
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-DTYPE_NAMES = ("auto", *DTYPES)
+DTYPE_NAMES = ("auto", *DTYPES, "int8")  # int8: float32 model, int8 linear layers (fastpath.py)
 
 
 class ModelSourceError(ValueError):
@@ -134,13 +134,19 @@ def resolve_dtype(dtype: DType | torch.dtype, device: torch.device, hf_config: d
 
 def load_model(name_or_path: str | Path, *, device: str | torch.device | None = None,
                dtype: DType | torch.dtype = "auto", max_length: int | None = None, revision: str | None = None,
-               cache_dir: str | None = None, allow_over_positions: bool = False) -> LoadedModel:
+               cache_dir: str | None = None, allow_over_positions: bool = False,
+               compile: bool = False) -> LoadedModel:
     """A hub id, local directory or .gguf file as a ready model (see ``Embedder.from_pretrained`` for arguments)."""
+    from harrier.fastpath import apply_fast_modes, split_dtype
+
     ckpt = read_checkpoint(resolve(name_or_path, revision=revision, cache_dir=cache_dir))
     dev = resolve_device(device)
-    return ready_model(ckpt, device=dev, dtype=resolve_dtype(dtype, dev, ckpt.card.hf_config,
-                                                              ckpt.card.decoder.model_type), max_length=max_length,
-                       allow_over_positions=allow_over_positions)
+    dtype, int8 = split_dtype(dtype)
+    loaded = ready_model(ckpt, device=dev, dtype=resolve_dtype(dtype, dev, ckpt.card.hf_config,
+                                                                ckpt.card.decoder.model_type), max_length=max_length,
+                         allow_over_positions=allow_over_positions)
+    apply_fast_modes(loaded.model, dev, int8=int8, compile=compile)
+    return loaded
 
 
 def ready_model(ckpt: Checkpoint, *, device: torch.device, dtype: torch.dtype, max_length: int | None = None,

@@ -13,6 +13,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from harrier.models import long
+from harrier.models.compiled import CompiledLayers, runs_tensor
 from harrier.models.config import DecoderConfig
 from harrier.models.layers import MLP, Attention, RMSNorm, rope_cos_sin
 from harrier.packing import SeqGroups
@@ -36,12 +37,14 @@ class DecoderLayer(nn.Module):
     def forward(self, x_TD: torch.Tensor, cos_sin, groups: SeqGroups) -> torch.Tensor:
         if long.use_long_path(x_TD.shape[0]):
             return long.layer_forward_chunked(self, x_TD, cos_sin, groups)
+        return self.finish(x_TD, self.self_attn(self.input_layernorm(x_TD), cos_sin, groups))
+
+    def finish(self, x_TD: torch.Tensor, attn_TD: torch.Tensor) -> torch.Tensor:
+        """Everything after the attention output projection: residual adds, norms and the MLP (per-token work)."""
         if self.sandwich:
-            attn = self.post_attention_layernorm(self.self_attn(self.input_layernorm(x_TD), cos_sin, groups))
-            x_TD = x_TD + attn
-            mlp = self.post_feedforward_layernorm(self.mlp(self.pre_feedforward_layernorm(x_TD)))
-            return x_TD + mlp
-        x_TD = x_TD + self.self_attn(self.input_layernorm(x_TD), cos_sin, groups)
+            x_TD = x_TD + self.post_attention_layernorm(attn_TD)
+            return x_TD + self.post_feedforward_layernorm(self.mlp(self.pre_feedforward_layernorm(x_TD)))
+        x_TD = x_TD + attn_TD
         return x_TD + self.mlp(self.post_attention_layernorm(x_TD))
 
 
@@ -55,6 +58,13 @@ class Decoder(nn.Module):
         self.layers = nn.ModuleList(DecoderLayer(cfg, t) for t in cfg.layer_types)
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, cfg.norm_offset)
         self.gradient_checkpointing = False
+        self.compiled: CompiledLayers | None = None  # set by ``compile_layers``; used for inference only
+
+    def compile_layers(self) -> CompiledLayers:
+        """Run inference layers through ``torch.compile`` from now on (see ``compiled.py``); returns the wrapper
+        (``.active`` is False where it fell back to eager, with a warning)."""
+        self.compiled = CompiledLayers()
+        return self.compiled
 
     def forward(self, input_ids_T: torch.Tensor, position_ids_T: torch.Tensor, groups: SeqGroups) -> torch.Tensor:
         x_TD = self.embed_tokens(input_ids_T)
@@ -65,10 +75,16 @@ class Decoder(nn.Module):
             t: rope_cos_sin(self.cfg.rope[t], self.cfg.head_dim, position_ids_T, x_TD.dtype)
             for t in set(self.cfg.layer_types)
         }
+        compiled = self.compiled if self.compiled is not None and self.compiled.active else None
+        if compiled is not None and (torch.is_grad_enabled() or long.use_long_path(x_TD.shape[0])):
+            compiled = None  # the op has no backward; very long batches take the chunked path
+        runs_3R = runs_tensor(groups) if compiled is not None else None
         for layer in self.layers:
             cos_sin = tables[layer.layer_type]
             if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
                 x_TD = checkpoint(layer, x_TD, cos_sin, groups, use_reentrant=False)
+            elif compiled is not None:
+                x_TD = compiled(layer, x_TD, *cos_sin, runs_3R)
             else:
                 x_TD = layer(x_TD, cos_sin, groups)
         if long.use_long_path(x_TD.shape[0]):

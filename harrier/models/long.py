@@ -55,13 +55,7 @@ def layer_forward_chunked(layer: nn.Module, x_TD: torch.Tensor, cos_sin, groups:
     o = attn.attend(q, k, v, groups)
     del q, k, v
     for c in _chunks(t):
-        a = attn.o_proj(o[c].reshape(c.stop - c.start, -1))
-        if layer.sandwich:
-            h = x_TD[c] + layer.post_attention_layernorm(a)
-            x_TD[c] = h + layer.post_feedforward_layernorm(layer.mlp(layer.pre_feedforward_layernorm(h)))
-        else:
-            h = x_TD[c] + a
-            x_TD[c] = h + layer.mlp(layer.post_attention_layernorm(h))
+        x_TD[c] = layer.finish(x_TD[c], attn.o_proj(o[c].reshape(c.stop - c.start, -1)))
     return x_TD
 
 

@@ -1,0 +1,120 @@
+"""The decoder's per-token work through ``torch.compile`` (inductor), attention kept as one opaque op.
+
+Why: in eager mode on CPU most of a layer's time outside the matrix products goes to element-wise chains
+(RMSNorm in fp32 with its casts, rope, the GELU gate, residual adds), each a separate pass over [T, D] memory.
+Inductor fuses each chain into one C++ loop. Attention over a packed batch loops in Python over runs of
+equal-length sequences (``SeqGroups``), which dynamo would unroll and specialise on every batch; so it is
+registered as the custom op ``harrier::varlen_attention`` taking the runs as a tensor, and the compiled graph is
+one layer with a symbolic token count T. All layers of a model share that graph (modules are inlined, their
+weights are graph inputs), so compile cost is one layer per layer kind, not per layer, and packed batches of
+any length reuse it (``dynamic=True``).
+
+Compiled graphs are cached on disk by inductor's FX graph cache (``TORCHINDUCTOR_CACHE_DIR``, default
+``/tmp/torchinductor_<user>``), so a second process pays a fraction of the first compile.
+
+Where inductor cannot run (no C++ compiler, or a compile that fails), the model runs eagerly after one warning.
+Numerics: fused kernels round differently from eager ones, so compiled output equals eager to float rounding
+(fp32 cosine >= 0.99999, bf16 >= 0.999; tests check both), not bit for bit; the default (eager) path is
+unchanged.
+
+Shape legend: T = packed tokens, D = hidden size, H = query heads, K = key/value heads, E = head dim,
+R = runs of equal-length sequences.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+import warnings
+
+import torch
+from torch import nn
+
+from harrier.models.layers import varlen_attention
+from harrier.packing import SeqGroups
+
+log = logging.getLogger(__name__)
+
+
+@torch.library.custom_op("harrier::varlen_attention", mutates_args=())
+def varlen_attention_op(q_THE: torch.Tensor, k_TKE: torch.Tensor, v_TKE: torch.Tensor, runs_3R: torch.Tensor,
+                        causal: bool, window: int, scale: float) -> torch.Tensor:
+    """``layers.varlen_attention`` with the runs flattened into an int64 [3R] tensor and ``window=0`` for none."""
+    flat = runs_3R.tolist()
+    groups = SeqGroups(tuple(tuple(flat[i:i + 3]) for i in range(0, len(flat), 3)))
+    return varlen_attention(q_THE, k_TKE, v_TKE, groups, causal=causal, window=window or None, scale=scale)
+
+
+@varlen_attention_op.register_fake
+def _(q_THE, k_TKE, v_TKE, runs_3R, causal, window, scale):
+    return torch.empty_like(q_THE)
+
+
+def runs_tensor(groups: SeqGroups) -> torch.Tensor:
+    """The runs of a packed batch as the op's flat [3R] int64 tensor, on CPU (the op reads it back as Python ints).
+    Flat, so its size is never 1: dynamo specialises sizes 0 and 1, which would compile again for one-run batches."""
+    return torch.tensor([x for run in groups.runs for x in run], dtype=torch.int64)
+
+
+def layer_step(layer: nn.Module, x_TD: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+               runs_3R: torch.Tensor) -> torch.Tensor:
+    """One ``DecoderLayer`` forward (the same modules and order) with tensors only, so it compiles as one graph."""
+    attn = layer.self_attn
+    q, k, v = attn.qkv(layer.input_layernorm(x_TD), (cos, sin))
+    o = torch.ops.harrier.varlen_attention(q, k, v, runs_3R, attn.cfg.causal, attn.window or 0, attn.cfg.attn_scale)
+    return layer.finish(x_TD, attn.o_proj(o.reshape(x_TD.shape[0], -1)))
+
+
+def cxx_compiler() -> str | None:
+    """The C++ compiler inductor would use (``CXX`` or the first of g++, c++, clang++ on PATH), or None."""
+    for name in (os.environ.get("CXX"), "g++", "c++", "clang++"):
+        if name and shutil.which(name):
+            return name
+    return None
+
+
+class CompiledLayers:
+    """``layer_step`` compiled once for every layer of a model; runs it eagerly, after one warning, where inductor
+    is unavailable or a compile fails. ``compile_seconds`` adds up the first calls of each graph (compile + run)."""
+
+    def __init__(self) -> None:
+        self.fn = None
+        self.compile_seconds = 0.0
+        self._seen: set[tuple] = set()
+        if cxx_compiler() is None:
+            self._fall_back("no C++ compiler (g++, c++ or clang++; or CXX) was found")
+        else:
+            # Every model in the process shares layer_step's one dynamo cache (a graph per model shape, dtype,
+            # layer kind and int8 or not); dynamo's default of 8 entries runs the 9th eagerly, e.g. in a benchmark
+            # or an evaluation that loads several models.
+            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+            self.fn = torch.compile(layer_step, dynamic=True, backend="inductor")
+
+    def _fall_back(self, reason: str) -> None:
+        warnings.warn(f"compile: {reason}; running the model uncompiled (eager)", RuntimeWarning, stacklevel=3)
+        self.fn = None
+
+    @property
+    def active(self) -> bool:
+        return self.fn is not None
+
+    def __call__(self, layer: nn.Module, x_TD: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                 runs_3R: torch.Tensor) -> torch.Tensor:
+        if self.fn is None:
+            return layer_step(layer, x_TD, cos, sin, runs_3R)
+        key = (layer.self_attn.window, x_TD.dtype, torch.is_grad_enabled())
+        first = key not in self._seen
+        t0 = time.perf_counter()
+        try:
+            out = self.fn(layer, x_TD, cos, sin, runs_3R)
+        except Exception as err:  # noqa: BLE001 -- inductor and dynamo raise many types; the eager rerun re-raises
+            # a genuine error (bad input), so catching broadly only turns compile failures into the fallback.
+            self._fall_back(f"torch.compile failed ({type(err).__name__}: {str(err).strip()[:200]})")
+            return layer_step(layer, x_TD, cos, sin, runs_3R)
+        if first:
+            self._seen.add(key)
+            self.compile_seconds += time.perf_counter() - t0
+            log.info("compiled a decoder layer graph (%s) in %.1f s", key, time.perf_counter() - t0)
+        return out
