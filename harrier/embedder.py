@@ -65,7 +65,7 @@ class Embedder:
 
         Args:
             device: "cpu", "cuda" or None (cuda when available).
-            dtype: "auto" (the checkpoint's, bf16 only where the hardware runs it natively), "float32",
+            dtype: "auto" (the checkpoint's; bf16 on a CPU only where a timed probe finds it faster), "float32",
                 "bfloat16", "float16" (refused for Gemma-3, whose activations overflow it), or "int8" (CPU: int8
                 linear layers with per-token activations, the rest float32; see docs/cpu-modes.md).
             max_length: tokens per text including special tokens; defaults to the checkpoint's. Above the model's

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -79,6 +81,9 @@ class LoadedModel:
         return self.card.prompts
 
 
+BF16_SPEEDUP = 1.3  # bf16 must beat fp32 matrix products by this much for ``auto`` to choose it on a CPU
+
+
 @cache
 def cpu_has_native_bf16() -> bool:
     """True when this CPU has bf16 matrix instructions (AVX512-BF16 or AMX); elsewhere bf16 is slower than fp32."""
@@ -87,6 +92,33 @@ def cpu_has_native_bf16() -> bool:
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def _matmul_seconds(dtype: torch.dtype) -> float:
+    a, b = torch.randn(512, 1024, dtype=dtype), torch.randn(1024, 1024, dtype=dtype)
+    a @ b  # warm-up
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+@cache
+def cpu_bf16_is_faster() -> bool:
+    """Whether bf16 is the faster CPU dtype here: the instructions exist and a timed probe (about 50 ms, once per
+    process) finds bf16 matrix products at least ``BF16_SPEEDUP`` times faster than float32. Flags alone mislead:
+    an Intel Xeon with AVX512-BF16 but no AMX measured bf16 at 0.65-0.75x float32. ``HARRIER_CPU_BF16=1``/``0``
+    skips the probe."""
+    forced = os.environ.get("HARRIER_CPU_BF16")
+    if forced in ("0", "1"):
+        return forced == "1"
+    if not cpu_has_native_bf16():
+        return False
+    ratio = _matmul_seconds(torch.float32) / _matmul_seconds(torch.bfloat16)
+    log.info("CPU bf16 probe: bf16 matrix products %.2fx float32 (auto picks bf16 at >= %.1fx)", ratio, BF16_SPEEDUP)
+    return ratio >= BF16_SPEEDUP
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -113,8 +145,9 @@ def check_dtype(dtype: object) -> None:
 
 def resolve_dtype(dtype: DType | torch.dtype, device: torch.device, hf_config: dict, model_type: str) -> torch.dtype:
     """The compute dtype. ``auto``: the checkpoint's, except float16 for Gemma-3 (its activations overflow) and
-    bf16 on a CPU without native bf16 (slower than fp32); those fall back to bf16 on CUDA / float32."""
-    fast_bf16 = device.type != "cpu" or cpu_has_native_bf16()
+    bf16 on a CPU where it is not faster than float32 (``cpu_bf16_is_faster``); those fall back to bf16 on CUDA /
+    float32. An explicit dtype is kept (bf16 on such a CPU logs that it is slower)."""
+    fast_bf16 = device.type != "cpu" or cpu_bf16_is_faster()
     gemma = model_type == "gemma3_text"
     if isinstance(dtype, str) and dtype == "auto":
         name = str(hf_config.get("dtype") or hf_config.get("torch_dtype") or "float32").removeprefix("torch.")
@@ -127,8 +160,8 @@ def resolve_dtype(dtype: DType | torch.dtype, device: torch.device, hf_config: d
     if chosen == torch.float16 and gemma:
         raise ValueError("float16 overflows Gemma-3 activations (NaN/inf embeddings); use bfloat16 or float32")
     if chosen == torch.bfloat16 and not fast_bf16:
-        warnings.warn("this CPU has no native bf16 matrix instructions: bfloat16 will be slower than float32",
-                      stacklevel=3)
+        log.warning("bfloat16 matrix products are not faster than float32 on this CPU (measured); float32 is the "
+                    "faster choice here")
     return chosen
 
 

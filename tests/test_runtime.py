@@ -256,3 +256,28 @@ def test_bf16_backward_runs(tiny_qwen3_dir):
     out.float().pow(2).sum().backward()
     grads = [p.grad for p in m.model.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+def test_auto_dtype_picks_bf16_on_a_cpu_only_when_a_timed_probe_finds_it_faster(monkeypatch):
+    import torch
+
+    from harrier import loading
+
+    bf16_config = {"torch_dtype": "bfloat16"}
+    cpu = torch.device("cpu")
+    for bf16_seconds, expected in ((0.5, torch.bfloat16), (1.0, torch.float32), (2.0, torch.float32)):
+        loading.cpu_bf16_is_faster.cache_clear()
+        monkeypatch.delenv("HARRIER_CPU_BF16", raising=False)
+        monkeypatch.setattr(loading, "cpu_has_native_bf16", lambda: True)
+        monkeypatch.setattr(loading, "_matmul_seconds", lambda dtype, s=bf16_seconds: s if dtype == torch.bfloat16
+                            else 1.0)
+        assert loading.resolve_dtype("auto", cpu, bf16_config, "qwen3") == expected
+    loading.cpu_bf16_is_faster.cache_clear()
+    monkeypatch.setattr(loading, "cpu_has_native_bf16", lambda: False)  # no instructions: no probe, float32
+    monkeypatch.setattr(loading, "_matmul_seconds", lambda dtype: pytest.fail("probed without the instructions"))
+    assert loading.resolve_dtype("auto", cpu, bf16_config, "qwen3") == torch.float32
+    for forced, expected in (("1", torch.bfloat16), ("0", torch.float32)):
+        loading.cpu_bf16_is_faster.cache_clear()
+        monkeypatch.setenv("HARRIER_CPU_BF16", forced)
+        assert loading.resolve_dtype("auto", cpu, bf16_config, "qwen3") == expected
+    loading.cpu_bf16_is_faster.cache_clear()

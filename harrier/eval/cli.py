@@ -44,7 +44,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     p.add_argument("--backend", default="auto", choices=["auto", "harrier", "sentence-transformers"],
                    help="runtime that loads --model (auto: harrier when it can)")
     p.add_argument("--dtype", default="float32", choices=DTYPE_NAMES,
-                   help="compute dtype (auto: the checkpoint's, bf16 only where the hardware runs it natively)")
+                   help="compute dtype (auto: the checkpoint's; bf16 on a CPU only where it measures faster)")
     p.add_argument("--device", help="torch device (default: the runtime's choice)")
     p.add_argument("--batch-tokens", type=int, default=None,
                    help="token budget per batch (harrier runtime; default 4096 on CPU, 16384 on CUDA)")
