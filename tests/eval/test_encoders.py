@@ -81,7 +81,10 @@ def test_bf16_embeddings_are_renormalised_in_float32(tiny_gemma3_dir, backend):
     assert np.abs(np.linalg.norm(e, axis=1) - 1).max() < 1e-6
     bf16.renormalize = False
     raw = bf16.encode(texts, prompt="Instruct: x\nQuery:")
-    assert np.abs(np.linalg.norm(raw, axis=1) - 1).max() > 1e-4  # what the renormalisation fixes
+    if backend == "sentence-transformers":
+        assert np.abs(np.linalg.norm(raw, axis=1) - 1).max() > 1e-4  # what the renormalisation fixes
+    else:  # harrier's Embedder renormalises low-precision outputs itself (README: unit norm in every dtype)
+        assert np.abs(np.linalg.norm(raw, axis=1) - 1).max() < 1e-6
     assert np.allclose(e, raw / np.linalg.norm(raw, axis=1, keepdims=True), atol=1e-7)
 
 

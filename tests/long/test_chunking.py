@@ -145,8 +145,9 @@ def test_cli_chunks_to_jsonl_and_mean_to_npy(tiny_gemma3_dir, tmp_path, gemma):
 @pytest.mark.parametrize(("flags", "message"), [
     (["--chunk", 48, "--aggregate", "none", "--output", "X.npy"], "use a .jsonl output or -"),
     (["--overlap", 8, "--output", "X.npy"], "--overlap and --aggregate need --chunk"),
-    (["--chunk", 48, "--overlap", 48, "--output", "X.npy"], "overlap 48 must be at least 0 and below"),
-    (["--chunk", 2, "--output", "X.npy"], "chunk 2 leaves no room for text"),
+    (["--chunk", 48, "--overlap", 48, "--output", "X.npy"], "--overlap 48 must be below --chunk 48"),
+    (["--chunk", 2, "--output", "X.npy"], "--overlap 64 (the default) must be below --chunk 2"),
+    (["--chunk", 2, "--overlap", 0, "--output", "X.npy"], "chunk 2 leaves no room for text"),
     (["--chunk", 100, "--max-length", 64, "--output", "X.npy"], "chunk 100 exceeds the model's max length 64"),
 ])
 def test_cli_errors_are_one_line(flags, message, tiny_gemma3_dir, tmp_path, capsys):
