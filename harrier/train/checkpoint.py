@@ -131,11 +131,6 @@ def candidates(root: Path) -> list[Path]:
     return found
 
 
-def latest(root: Path) -> Path | None:
-    """The newest complete checkpoint under ``root`` (``None`` if there is none); files are not verified."""
-    return next((p for p in candidates(root) if (p / "train_state.pt").is_file()), None)
-
-
 def verify(path: Path) -> None:
     """Check the files against the manifest (older checkpoints without one: only that they exist)."""
     for name in ("model.pt", "train_state.pt"):

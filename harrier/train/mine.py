@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from harrier.outputs import atomic_file
 from harrier.train.records import JsonlDataset, Record, data_files
 
 log = logging.getLogger(__name__)
@@ -72,14 +73,11 @@ def mine_file(embedder, queries: str | Path, corpus: str | Path, output: str | P
     positives = [{doc_index[p] for p in r.positives if p in doc_index} for _, r in qs]
     negs = mine_hard_negatives(q_emb, pos_emb, c_emb, positives, k=k, range_min=range_min, range_max=range_max,
                                margin=margin)
-    out = Path(output)
-    tmp = out.with_name(out.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
+    with atomic_file(output, "w", encoding="utf-8") as f:
         for (raw, _), idx in zip(qs, negs, strict=True):
             raw = {**raw, "negatives": [docs[j] for j in idx]}
             raw.pop("teacher_scores", None)  # scores no longer match the new negatives
             f.write(json.dumps(raw, ensure_ascii=False) + "\n")
-    tmp.replace(out)
     short = sum(len(n) < k for n in negs)
     if short:
         log.warning("%d of %d queries got fewer than %d negatives (corpus too small or margin too strict)",

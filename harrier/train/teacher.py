@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from harrier.jsonl import JsonlError, parse_lines
+from harrier.outputs import atomic_file
 from harrier.train.config import TeacherConfig
 from harrier.train.records import Record, parse_record
 
@@ -74,8 +75,7 @@ def _raw_lines(path: Path) -> Iterator[tuple[int, dict]]:
 def score_file(teacher: Teacher, src: Path, dst: Path, *, chunk: int = 256) -> int:
     """Copy ``src`` to ``dst`` adding ``teacher_scores`` to every pair record; returns the number scored."""
     n = 0
-    tmp = dst.with_name(dst.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as out:
+    with atomic_file(dst, "w", encoding="utf-8") as out:
         buf: list[tuple[dict, Record]] = []
 
         def flush() -> None:
@@ -99,7 +99,6 @@ def score_file(teacher: Teacher, src: Path, dst: Path, *, chunk: int = 256) -> i
             if len(buf) >= chunk:
                 flush()
         flush()
-    tmp.replace(dst)
     return n
 
 
