@@ -6,7 +6,8 @@ numerics. Run it on the commit before a change (``--save``) and after (``--compa
 
 Covers the tiny random checkpoints of the tests (Gemma-3 harrier-shaped, Qwen3, EmbeddingGemma-shaped with mean
 pooling and Dense) and, where cached, the real EmbeddingGemma-300M in float32 and bfloat16; each with raw texts and
-with a named prompt.
+with a named prompt. The prefix cache is off (``prefix_cache=False`` is the path that must stay bit for bit; the
+cache itself agrees to float rounding, checked by tests/test_prefix_cache.py and benchmarks/prefix_cache.py).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def snapshot() -> dict[str, np.ndarray]:
     torch.manual_seed(0)
     arrays = {}
     for label, path, dtype, prompt_name in models():
-        m = Embedder.from_pretrained(path, device="cpu", dtype=dtype)
+        m = Embedder.from_pretrained(path, device="cpu", dtype=dtype, prefix_cache=False)
         arrays[f"{label}/raw"] = m.encode(PROBES, progress=False)
         arrays[f"{label}/{prompt_name}"] = m.encode(PROBES, prompt_name=prompt_name, progress=False)
         del m

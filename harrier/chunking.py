@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, Protocol
 
 import numpy as np
@@ -42,8 +42,8 @@ class ChunkEncoder(Protocol):
 
     def tokenize_items(self, items: Sequence[tuple[str, PromptSpec]], *, truncation=None) -> TokenizedItems: ...
 
-    def embed_ids(self, ids: Sequence[Sequence[int]], prompt_lens: Sequence[int] | None = None, *,
-                  batch_tokens: int | None = None, progress: bool | None = None) -> np.ndarray: ...
+    def embed_tokenized(self, tok: TokenizedItems, *, batch_tokens: int | None = None,
+                        progress: bool | None = None) -> np.ndarray: ...
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -132,8 +132,8 @@ def plan_chunks(encoder: ChunkEncoder, texts: Sequence[str], prompt: PromptSpec,
     tokens included), in text order."""
     tok = encoder.tokenizer
     prefix = encoder.prefix_for(prompt)
-    prompt_tokens = len(tok.tokenizer.encode(prefix, add_special_tokens=False).ids) if prefix else 0
-    b = budget(cfg, prompt_len=prompt_tokens, specials=len(tok.with_specials([])), max_length=tok.max_length)
+    b = budget(cfg, prompt_len=tok.prompt(prefix).text_tokens, specials=len(tok.with_specials([])),
+               max_length=tok.max_length)
     spans: list[tuple[int, int, int]] = []
     for i, text in enumerate(texts):
         spans += [(i, s, e) for s, e in windows(token_offsets(tok, text), len(text), b)]
@@ -141,26 +141,30 @@ def plan_chunks(encoder: ChunkEncoder, texts: Sequence[str], prompt: PromptSpec,
     over = {spans[k][0] for k, ids in enumerate(items.ids) if len(ids) > cfg.chunk} | {
         spans[k][0] for k in items.truncated}
     if not over:
-        return spans, TokenizedItems(ids=items.ids, prompt_lens=items.prompt_lens, truncated=[]), b
+        return spans, replace(items, truncated=[]), b
     # a window's text can tokenize to more tokens than the window held when tokens merge differently at a cut
     # (rare): plan those texts again one chunk at a time, shortening each chunk until it fits
-    out_spans, out_ids, out_lens = [], [], []
+    out_spans, out_ids, out_lens, out_prefix = [], [], [], []
     for k, span in enumerate(spans):
         i = span[0]
         if i not in over:
             out_spans.append(span)
             out_ids.append(items.ids[k])
             out_lens.append(items.prompt_lens[k])
+            out_prefix.append(items.prefix_lens[k])
         elif k == 0 or spans[k - 1][0] != i:
-            for s, e, ids in _fitted_windows(encoder, texts[i], prompt, b, cfg.chunk):
+            for s, e, one in _fitted_windows(encoder, texts[i], prompt, b, cfg.chunk):
                 out_spans.append((i, s, e))
-                out_ids.append(ids)
-                out_lens.append(items.prompt_lens[k])
-    return out_spans, TokenizedItems(ids=out_ids, prompt_lens=out_lens, truncated=[]), b
+                out_ids.append(one.ids[0])
+                out_lens.append(one.prompt_lens[0])
+                out_prefix.append(one.prefix_lens[0])
+    return out_spans, TokenizedItems(ids=out_ids, prompt_lens=out_lens, truncated=[], prefix_lens=out_prefix,
+                                     fallbacks=items.fallbacks), b
 
 
 def _fitted_windows(encoder: ChunkEncoder, text: str, prompt: PromptSpec, b: Budget, chunk: int):
-    """``(char_start, char_end, ids)`` of windows planned one at a time, each shortened until it fits ``chunk``."""
+    """``(char_start, char_end, tokenized)`` of windows planned one at a time, each shortened until it fits
+    ``chunk``."""
     offsets = token_offsets(encoder.tokenizer, text)
     n, start = len(offsets), 0
     while True:
@@ -175,7 +179,7 @@ def _fitted_windows(encoder: ChunkEncoder, text: str, prompt: PromptSpec, b: Bud
             end -= max(1, excess)
             if end <= start:
                 raise ValueError(f"chunk {chunk} is too small for the text at characters {s}:{e}; use a larger chunk")
-        yield s, e, one.ids[0]
+        yield s, e, one
         if end == n:
             return
         start = max(start + 1, end - (b.body - b.step))
@@ -200,7 +204,7 @@ def encode_chunked(encoder: ChunkEncoder, texts: Sequence[str], prompt: PromptSp
     index = np.concatenate([np.arange(c) for c in counts]) if len(spans) else np.zeros(0, np.int64)
     tokens = np.array([max(0, len(x) - b.prompt_len - b.specials) for x in items.ids], dtype=np.int64)
     log.info("%d texts -> %d chunks (at most %d tokens, overlap %d)", len(texts), len(spans), cfg.chunk, cfg.overlap)
-    vectors = (encoder.embed_ids(items.ids, items.prompt_lens, batch_tokens=batch_tokens, progress=progress)
+    vectors = (encoder.embed_tokenized(items, batch_tokens=batch_tokens, progress=progress)
                if spans else np.zeros((0, encoder.dim), dtype=np.float32))
     if cfg.aggregate != "none":
         vectors = aggregate(vectors, source, len(texts), np.maximum(tokens, 1) if cfg.aggregate == "weighted" else None)

@@ -157,7 +157,7 @@ def load(args: argparse.Namespace):
 
     return Embedder.from_pretrained(args.model, device=args.device, dtype=args.dtype, max_length=args.max_length,
                                     truncation=args.truncation, allow_over_positions=args.allow_over_positions,
-                                    compile=args.compile)
+                                    compile=args.compile, prefix_cache=not args.no_prefix_cache)
 
 
 def prompt_kwargs(args: argparse.Namespace) -> dict:

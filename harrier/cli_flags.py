@@ -16,6 +16,8 @@ def model_flags(p: argparse.ArgumentParser, *, truncation_help: str = TRUNCATION
                    "or .gguf file")
     p.add_argument("--dtype", default="auto", choices=DTYPE_NAMES, help="compute dtype (int8: int8 linear layers)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (pays off on long jobs)")
+    p.add_argument("--no-prefix-cache", action="store_true", help="recompute each prompt for every text (the "
+                   "uncached path, for A/B runs; the cache is exact and on by default where it applies)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--max-length", type=int, default=None, help="tokens per text incl. special tokens (at most "
                    "the model's positions unless --allow-over-positions)")

@@ -15,6 +15,7 @@ from harrier import chunking, loading, saving
 from harrier.chunking import Aggregate, ChunkConfig, ChunkedEmbeddings
 from harrier.engine import DEFAULT_BATCH_TOKENS, run_batches
 from harrier.loading import DType, LoadedModel
+from harrier.prefix_cache import DEFAULT_MAX_MB, PrefixStore, unsupported_reason, weights_version
 from harrier.prompts import Prompt, PromptConfig, PromptSpec, prefix_for, resolve_prefix
 from harrier.tokenize import TokenizedItems, TruncationPolicy, check_max_length, check_texts, check_truncation
 from harrier.vectors import l2_normalize
@@ -42,25 +43,39 @@ class ModelInfo:
     parameters: int
     dtype: str
     device: str
+    prefix_cache: str  # "on (...)", "off (...)" or "not applicable: <why>"
 
 
 class Embedder:
     """A loaded embedding model: ``encode`` texts into [N, dim] float32 arrays."""
 
-    def __init__(self, loaded: LoadedModel, *, truncation: TruncationPolicy = "warn") -> None:
+    def __init__(self, loaded: LoadedModel, *, truncation: TruncationPolicy = "warn", prefix_cache: bool = True,
+                 prefix_cache_mb: float = DEFAULT_MAX_MB) -> None:
         self.truncation = check_truncation(truncation)
         self.model = loaded.model
         self.tokenizer = loaded.tokenizer
         self.card = loaded.card
         self.device = loaded.device
         self.dtype = loaded.dtype
+        cfg, pooling = self.model.cfg, self.model.head.pooling
+        #: why this model cannot use the prefix cache (None: it can)
+        self.prefix_cache_reason = unsupported_reason(causal=cfg.causal, pooling_mode=pooling.mode,
+                                                      include_prompt=pooling.include_prompt)
+        #: the prompt prefixes' keys/values (see ``harrier.prefix_cache``); None when off or not applicable
+        self.prefix_cache: PrefixStore | None = None
+        if not isinstance(prefix_cache, bool):
+            raise ValueError(f"prefix_cache must be True or False, got {prefix_cache!r}")
+        if prefix_cache and self.prefix_cache_reason is None:
+            key = f"{self.card.source}:{str(self.dtype).removeprefix('torch.')}:{self.device}:{id(self.model)}"
+            self.prefix_cache = PrefixStore(key, max_mb=prefix_cache_mb)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, *, device: str | torch.device | None = None,
                         dtype: DType | torch.dtype = "auto", max_length: int | None = None,
                         truncation: TruncationPolicy = "warn", revision: str | None = None,
                         cache_dir: str | None = None, allow_over_positions: bool = False,
-                        compile: bool = False) -> Embedder:
+                        compile: bool = False, prefix_cache: bool = True,
+                        prefix_cache_mb: float = DEFAULT_MAX_MB) -> Embedder:
         """Load a hub id, a local Hugging Face / Sentence-Transformers directory, or a .gguf file.
 
         Args:
@@ -73,6 +88,10 @@ class Embedder:
             truncation: "warn" (default), "error" or "silent" for texts over max_length.
             compile: run the decoder layers through torch.compile (inductor); pays off for long-running
                 processes (first batches compile). Falls back to eager, with one warning, where it cannot run.
+            prefix_cache: on causal models, compute each prompt's keys/values once and run only each text's own
+                tokens (same vectors to float rounding, much less work for instructed queries; see
+                docs/prefix-cache.md). Off: the uncached path, bit for bit. ``info().prefix_cache`` says whether
+                it applies. ``prefix_cache_mb``: the store's memory bound (least recently used prompts go first).
 
         Every argument is checked before the checkpoint is read (a ValueError naming the valid values), except
         what only the checkpoint knows (max_length against its positions, float16 for Gemma-3).
@@ -82,10 +101,13 @@ class Embedder:
         dev = loading.resolve_device(device)
         if max_length is not None:
             check_max_length(max_length)
+        if not isinstance(prefix_cache, bool):
+            raise ValueError(f"prefix_cache must be True or False, got {prefix_cache!r}")
+        PrefixStore("", max_mb=prefix_cache_mb)  # checks the bound before the checkpoint is read
         return cls(loading.load_model(name_or_path, device=dev, dtype=dtype, max_length=max_length,
                                       revision=revision, cache_dir=cache_dir,
                                       allow_over_positions=allow_over_positions, compile=compile),
-                   truncation=truncation)
+                   truncation=truncation, prefix_cache=prefix_cache, prefix_cache_mb=prefix_cache_mb)
 
     @property
     def dim(self) -> int:
@@ -117,9 +139,8 @@ class Embedder:
         """Token ids of ``prefix + text`` per text, special tokens included: cut to ``max_length`` as ``encode``
         cuts them, or in full with ``truncate=False`` (to count or split what a long text holds)."""
         texts = check_texts(texts, "tokenize")
-        if not truncate:
-            return self.tokenizer.encode_full([prefix + t for t in texts])
-        return self.tokenizer.encode([prefix + t for t in texts], truncation=self.truncation).ids
+        return self.tokenizer.encode_prompted(texts, [prefix] * len(texts), truncation=self.truncation,
+                                              full=not truncate).ids
 
     def count_tokens(self, texts: Sequence[str], *, prompt_name: str | None = None, prompt: str | None = None,
                      instruction: str | None = None, task: str | None = None) -> list[int]:
@@ -132,18 +153,13 @@ class Embedder:
                        truncation: TruncationPolicy | None = None) -> TokenizedItems:
         """Token ids and prompt lengths of ``(text, prompt)`` items, each with its own prompt."""
         prefixes: dict[PromptSpec, str] = {}
-        texts: list[str] = []
         for i, item in enumerate(items):
             if not isinstance(item, tuple) or len(item) != 2 or not isinstance(item[0], str):
                 raise ValueError(f"item #{i} is not a (text, prompt) pair with a str text")
-            text, spec = item
-            if spec not in prefixes:
-                prefixes[spec] = self.prefix_for(spec)
-            texts.append(prefixes[spec] + text)
-        lens = {pre: self.tokenizer.prompt_length(pre) for pre in set(prefixes.values())}
-        tok = self.tokenizer.encode(texts, truncation=truncation or self.truncation)
-        return TokenizedItems(ids=tok.ids, prompt_lens=[lens[prefixes[spec]] for _, spec in items],
-                              truncated=tok.truncated)
+            if item[1] not in prefixes:
+                prefixes[item[1]] = self.prefix_for(item[1])
+        return self.tokenizer.encode_prompted([text for text, _ in items], [prefixes[spec] for _, spec in items],
+                                              truncation=truncation or self.truncation)
 
     def encode(self, texts: Sequence[str] | str, *, prompt_name: str | None = None, prompt: str | None = None,
                instruction: str | None = None, task: str | None = None, batch_tokens: int | None = None,
@@ -164,9 +180,9 @@ class Embedder:
         pre = self.prefix(prompt_name=prompt_name, prompt=prompt, instruction=instruction, task=task)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        prompt_len = self.tokenizer.prompt_length(pre)
-        return self.embed_ids(self.tokenize(texts, pre), [prompt_len] * len(texts), batch_tokens=batch_tokens,
-                              progress=progress)
+        return self.embed_tokenized(self.tokenizer.encode_prompted(texts, [pre] * len(texts),
+                                                                   truncation=self.truncation),
+                                    batch_tokens=batch_tokens, progress=progress)
 
     def encode_items(self, items: Sequence[tuple[str, PromptSpec]], *, batch_tokens: int | None = None,
                      progress: bool | None = None) -> np.ndarray:
@@ -180,14 +196,25 @@ class Embedder:
         items = list(items)
         if not items:
             return np.zeros((0, self.dim), dtype=np.float32)
-        tok = self.tokenize_items(items)
-        return self.embed_ids(tok.ids, tok.prompt_lens, batch_tokens=batch_tokens, progress=progress)
+        return self.embed_tokenized(self.tokenize_items(items), batch_tokens=batch_tokens, progress=progress)
+
+    def embed_tokenized(self, tok: TokenizedItems, *, batch_tokens: int | None = None,
+                        progress: bool | None = None) -> np.ndarray:
+        """Embed what ``tokenize_items`` (or ``tokenizer.encode_prompted``) returned: [N, dim] float32."""
+        if self.prefix_cache is not None:
+            self.prefix_cache.count_fallbacks(tok.fallbacks)
+        return self.embed_ids(tok.ids, tok.prompt_lens, prefix_lens=tok.prefix_lens, batch_tokens=batch_tokens,
+                              progress=progress)
 
     def embed_ids(self, ids: Sequence[Sequence[int]], prompt_lens: Sequence[int] | None = None, *,
-                  batch_tokens: int | None = None, progress: bool | None = None) -> np.ndarray:
+                  prefix_lens: Sequence[int] | None = None, batch_tokens: int | None = None,
+                  progress: bool | None = None) -> np.ndarray:
         """Embed token-id sequences (special tokens included, e.g. from ``tokenizer.with_specials``): [N, dim].
 
         ``prompt_lens``: each sequence's prompt tokens, skipped by mean pooling with ``include_prompt=False``.
+        ``prefix_lens``: each sequence's leading tokens that the prefix cache may reuse across sequences (0: none;
+        any leading tokens are exact to reuse, since the cache is keyed by the ids themselves); ignored where the
+        cache is off or does not apply.
         """
         vocab = self.model.cfg.vocab_size
         for i, seq in enumerate(ids):
@@ -199,12 +226,17 @@ class Embedder:
                 raise ValueError(f"token sequence #{i} holds ids outside the vocabulary [0, {vocab})")
         if prompt_lens is not None and len(prompt_lens) != len(ids):
             raise ValueError(f"{len(prompt_lens)} prompt lengths for {len(ids)} sequences")
+        if prefix_lens is not None and len(prefix_lens) != len(ids):
+            raise ValueError(f"{len(prefix_lens)} prefix lengths for {len(ids)} sequences")
+        if self.prefix_cache is not None:
+            self.prefix_cache.check_weights(weights_version(self.model))
         if batch_tokens is None:
             batch_tokens = DEFAULT_BATCH_TOKENS[self.device.type]
         if isinstance(batch_tokens, bool) or not isinstance(batch_tokens, int) or batch_tokens < 1:
             raise ValueError(f"batch_tokens must be a positive int, got {batch_tokens!r}")
         return run_batches(self.model, ids, dim=self.dim, batch_tokens=batch_tokens, device=self.device,
-                           prompt_lens=prompt_lens, progress=progress, normalize=self.model.head.normalize)
+                           prompt_lens=prompt_lens, progress=progress, normalize=self.model.head.normalize,
+                           prefix_lens=prefix_lens, cache=self.prefix_cache)
 
     def encode_chunked(self, texts: Sequence[str], *, chunk: int = 512, overlap: int = 64,
                        aggregate: Aggregate = "mean", prompt_name: str | None = None, prompt: str | None = None,
@@ -245,8 +277,17 @@ class Embedder:
             normalize=head.normalize, prompts=self.prompts,
             default_prompt_name=self.card.prompts.default_prompt_name,
             parameters=self.model.num_parameters(), dtype=str(self.dtype).removeprefix("torch."),
-            device=str(self.device),
+            device=str(self.device), prefix_cache=self.prefix_cache_state(),
         )
+
+    def prefix_cache_state(self) -> str:
+        """Whether the prefix cache runs, in words: "on (...)", "off (...)" or "not applicable: <why>"."""
+        if self.prefix_cache_reason is not None:
+            return f"not applicable: {self.prefix_cache_reason}"
+        if self.prefix_cache is None:
+            return "off (prefix_cache=False)"
+        return (f"on (causal attention, {self.model.head.pooling.mode} pooling; store bound "
+                f"{self.prefix_cache.max_bytes / 2**20:g} MB)")
 
     def save_pretrained(self, path: str | Path) -> None:
         """Write the harrier Sentence-Transformers layout (loads in harrier and in SentenceTransformer())."""

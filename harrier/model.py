@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -27,8 +29,13 @@ class EmbeddingModel(nn.Module):
         return self.cfg.hidden_size
 
     def forward(self, batch: PackedBatch) -> torch.Tensor:
-        hidden_TD = self.backbone(batch.input_ids_T, batch.position_ids_T, batch.groups)
+        hidden_TD = self.backbone(batch.input_ids_T, batch.position_ids_T, batch.groups, batch.prefix)
         return self.head(hidden_TD, batch.cu_seqlens, batch.prompt_len_B)
+
+    def prefix_kv(self, ids: Sequence[int],
+                  device: torch.device | str) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
+        """Per-layer keys and values of a token prefix (see ``Decoder.prefix_kv``), for ``prefix_cache``."""
+        return self.backbone.prefix_kv(torch.tensor(list(ids), dtype=torch.int64, device=device))
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -32,8 +33,41 @@ class TokenizedItems:
     """Texts with their own prompts, tokenized: what one packed batch needs per sequence."""
 
     ids: list[list[int]]  # special tokens included, at most max_length each
-    prompt_lens: list[int]  # tokens of each text's prompt (0 for none)
+    prompt_lens: list[int]  # tokens of each text's prompt (0 for none), as sentence-transformers counts them
     truncated: list[int]  # indices of texts that were cut to max_length
+    # leading tokens of each sequence that equal its prompt's own tokens (0 for none): what the prefix cache may
+    # reuse (see TextTokenizer.encode_prompted). Not prompt_lens, which counts as sentence-transformers does.
+    prefix_lens: list[int] | None = None
+    fallbacks: int = 0  # texts with a prompt that share no prompt tokens beyond the special ones (they run in full)
+
+
+@dataclass(frozen=True)
+class PromptTokens:
+    """What a prompt occupies at the start of a text. ``length``: its tokens as sentence-transformers counts them
+    (the prefix tokenized alone with the front special tokens, e.g. BOS, and without a trailing EOS; what
+    ``include_prompt=False`` skips). ``text_tokens``: the same without special tokens. ``ids``: those ``length``
+    token ids. A text under this prompt starts with most of them, but not always all: a tokenizer can merge the
+    prompt's last piece with the text's first (Gemma-3 merges the card template's trailing space into the text's
+    first word), so what a text shares with its prompt is checked against its own ids
+    (``TextTokenizer.encode_prompted``)."""
+
+    length: int
+    text_tokens: int
+    ids: tuple[int, ...]
+
+
+def shared_length(prompt_ids: Sequence[int], ids: Sequence[int]) -> int:
+    """How many leading tokens ``ids`` shares with ``prompt_ids``."""
+    n = min(len(prompt_ids), len(ids))
+    for i in range(n):
+        if prompt_ids[i] != ids[i]:
+            return i
+    return n
+
+
+def with_prompt(prefix: str, text: str) -> str:
+    """The string a text is tokenized as under a prompt: the one place a prompt meets its text."""
+    return prefix + text
 
 
 def check_texts(texts: object, caller: str) -> list[str]:
@@ -93,6 +127,7 @@ class TextTokenizer:
         self.tokenizer.enable_truncation(max_length)
         self._untruncated: Tokenizer | None = None
         self._specials = self._special_frame()
+        self._prompts: dict[str, PromptTokens] = {}
 
     @staticmethod
     def from_json(text: str, *, max_length: int, extra_special: dict | None = None) -> TextTokenizer:
@@ -157,9 +192,49 @@ class TextTokenizer:
         return [e.ids for e in self._encode_batch(texts, self._untruncated)]
 
     def prompt_length(self, prefix: str) -> int:
-        """Tokens the prefix occupies at the start of a text, as sentence-transformers counts them: the prefix
-        tokenized alone, minus a trailing special token (EOS) the post-processor appended."""
+        """Tokens the prefix occupies at the start of a text, as sentence-transformers counts them (see
+        ``PromptTokens.length``)."""
+        return self.prompt(prefix).length
+
+    def prompt(self, prefix: str) -> PromptTokens:
+        """The token facts of a prompt (cached per prompt string): see ``PromptTokens``."""
+        got = self._prompts.get(prefix)
+        if got is not None:
+            return got
         if not prefix:
-            return 0
-        ids = self.tokenizer.encode(prefix, add_special_tokens=True).ids
-        return len(ids) - 1 if ids and ids[-1] in self.special_ids else len(ids)
+            got = PromptTokens(0, 0, ())
+        else:
+            ids = self.tokenizer.encode(prefix, add_special_tokens=True).ids
+            if ids and ids[-1] in self.special_ids:  # the trailing special token (EOS) the post-processor appended
+                ids = ids[:-1]
+            got = PromptTokens(length=len(ids), text_tokens=len(ids) - len(self._specials[0]), ids=tuple(ids))
+        if len(self._prompts) < 4096:  # bounded: a server sees arbitrary literal prompts
+            self._prompts[prefix] = got
+        return got
+
+    def encode_prompted(self, texts: list[str], prefixes: list[str], *, truncation: TruncationPolicy = "warn",
+                        full: bool = False) -> TokenizedItems:
+        """Token ids of each text under its own prompt (``prefixes[i] + texts[i]``, special tokens included), each
+        prompt's length, and each text's ``prefix_lens``: the leading tokens its own ids share with its prompt's
+        (``PromptTokens.ids``; a text whose first word merged with the prompt's trailing space shares one token
+        less), always leaving it at least one token of its own. A text with a prompt that shares nothing beyond the
+        special tokens gets 0 and counts in ``fallbacks``. ``full``: no truncation (what a text would take in full);
+        else cut to ``max_length`` per ``truncation``."""
+        joined = [with_prompt(p, t) for p, t in zip(prefixes, texts, strict=True)]
+        if full:
+            ids, truncated = self.encode_full(joined), []
+        else:
+            tok = self.encode(joined, truncation=truncation)
+            ids, truncated = tok.ids, tok.truncated
+        prompts = {p: self.prompt(p) for p in set(prefixes)}
+        front = len(self._specials[0])
+        prefix_lens, fallbacks = [], 0
+        for x, p in zip(ids, prefixes, strict=True):
+            n = min(shared_length(prompts[p].ids, x), len(x) - 1) if p else 0
+            prefix_lens.append(n if n > front else 0)
+            fallbacks += bool(p) and n <= front
+        if fallbacks:
+            log.debug("%d of %d texts share no prompt tokens with their prompt; they run in full", fallbacks,
+                      len(texts))
+        return TokenizedItems(ids=ids, prompt_lens=[prompts[p].length for p in prefixes], truncated=truncated,
+                              prefix_lens=prefix_lens, fallbacks=fallbacks)

@@ -75,7 +75,7 @@ def load(args: argparse.Namespace):
 
     return Embedder.from_pretrained(args.model, device=args.device, dtype=args.dtype, max_length=args.max_length,
                                     truncation=args.truncation, allow_over_positions=args.allow_over_positions,
-                                    compile=args.compile)
+                                    compile=args.compile, prefix_cache=not args.no_prefix_cache)
 
 
 def job_prompt(args: argparse.Namespace):
@@ -107,7 +107,7 @@ def cmd_corpus_encode(args: argparse.Namespace) -> int:
 
         engine = RayEngine(RayEngineConfig(
             model=model.info().source, dtype=args.dtype, max_length=args.max_length, truncation=args.truncation,
-            allow_over_positions=args.allow_over_positions,
+            allow_over_positions=args.allow_over_positions, prefix_cache=not args.no_prefix_cache,
             batch_tokens=cfg.batch_tokens, actors=args.actors, actor_cpus=args.actor_cpus,
             actor_gpus=args.actor_gpus, address=args.address))
     else:

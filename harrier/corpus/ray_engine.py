@@ -28,6 +28,7 @@ class RayEngineConfig:
     max_length: int | None = None
     truncation: str = "warn"
     allow_over_positions: bool = False
+    prefix_cache: bool = True  # each actor keeps its own store of prompt prefixes
     batch_tokens: int = 4_096
     actors: int = 2
     actor_cpus: float = 1.0  # also the actor's torch threads
@@ -51,7 +52,8 @@ class WindowEncoder:
         torch.set_num_threads(max(1, int(cfg.actor_cpus)))
         self.model = Embedder.from_pretrained(cfg.model, device="cuda" if cfg.actor_gpus > 0 else "cpu",
                                               dtype=cfg.dtype, max_length=cfg.max_length, truncation=cfg.truncation,
-                                              allow_over_positions=cfg.allow_over_positions)
+                                              allow_over_positions=cfg.allow_over_positions,
+                                              prefix_cache=cfg.prefix_cache)
         self.batch_tokens = cfg.batch_tokens
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -12,7 +12,6 @@ from typing import Protocol
 
 import numpy as np
 
-from harrier.engine import embed_step, plan_batches
 from harrier.prompts import Prompt, PromptSpec
 from harrier.tokenize import TruncationError
 
@@ -52,10 +51,7 @@ def encode_window(model, window: Window, batch_tokens: int) -> WindowResult:
         raise TruncationError(f"record {window.ids[tok.truncated[0]]!r} is longer than max_length {model.max_length} "
                               f"tokens (truncation='error'; {len(tok.truncated)} such in its window)")
     lengths = [len(x) for x in tok.ids]
-    emb_ND = np.empty((len(lengths), model.dim), dtype=np.float32)
-    for idx in plan_batches(lengths, batch_tokens):
-        emb_ND[idx] = embed_step(model.model, [tok.ids[i] for i in idx], device=model.device,
-                                 prompt_lens=[tok.prompt_lens[i] for i in idx], normalize=model.model.head.normalize)
+    emb_ND = model.embed_tokenized(tok, batch_tokens=batch_tokens, progress=False)
     cut = set(tok.truncated)
     return WindowResult(emb_ND, lengths, [i in cut for i in range(len(lengths))])
 

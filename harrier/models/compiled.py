@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from harrier.models.layers import varlen_attention
-from harrier.packing import SeqGroups
+from harrier.packing import LayerPrefix, SeqGroups
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +52,32 @@ def _(q_THE, k_TKE, v_TKE, runs_3R, causal, window, scale):
     return torch.empty_like(q_THE)
 
 
-def runs_tensor(groups: SeqGroups) -> torch.Tensor:
-    """The runs of a packed batch as the op's flat [3R] int64 tensor, on CPU (the op reads it back as Python ints).
-    Flat, so its size is never 1: dynamo specialises sizes 0 and 1, which would compile again for one-run batches."""
-    return torch.tensor([x for run in groups.runs for x in run], dtype=torch.int64)
+@torch.library.custom_op("harrier::varlen_attention_prefixed", mutates_args=())
+def varlen_attention_prefixed_op(q_THE: torch.Tensor, k_TKE: torch.Tensor, v_TKE: torch.Tensor,
+                                 runs_5R: torch.Tensor, k_PKE: torch.Tensor, v_PKE: torch.Tensor, causal: bool,
+                                 window: int, scale: float) -> torch.Tensor:
+    """``layers.varlen_attention`` with a cached prefix: runs as (start, n, length, prefix start, prefix length)."""
+    flat = runs_5R.tolist()
+    rows = [flat[i:i + 5] for i in range(0, len(flat), 5)]
+    groups = SeqGroups(tuple(tuple(r[:3]) for r in rows))
+    prefix = LayerPrefix(k_PKE, v_PKE, tuple((r[3], r[4]) for r in rows))
+    return varlen_attention(q_THE, k_TKE, v_TKE, groups, causal=causal, window=window or None, scale=scale,
+                            prefix=prefix)
+
+
+@varlen_attention_prefixed_op.register_fake
+def _(q_THE, k_TKE, v_TKE, runs_5R, k_PKE, v_PKE, causal, window, scale):
+    return torch.empty_like(q_THE)
+
+
+def runs_tensor(groups: SeqGroups, spans: tuple[tuple[int, int], ...] | None = None) -> torch.Tensor:
+    """The runs of a packed batch as the op's flat [3R] int64 tensor ([5R] with each run's prefix span), on CPU (the
+    op reads it back as Python ints). Flat, so its size is never 1: dynamo specialises sizes 0 and 1, which would
+    compile again for one-run batches."""
+    if spans is None:
+        return torch.tensor([x for run in groups.runs for x in run], dtype=torch.int64)
+    return torch.tensor([x for run, span in zip(groups.runs, spans, strict=True) for x in (*run, *span)],
+                        dtype=torch.int64)
 
 
 def layer_step(layer: nn.Module, x_TD: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
@@ -64,6 +86,16 @@ def layer_step(layer: nn.Module, x_TD: torch.Tensor, cos: torch.Tensor, sin: tor
     attn = layer.self_attn
     q, k, v = attn.qkv(layer.input_layernorm(x_TD), (cos, sin))
     o = torch.ops.harrier.varlen_attention(q, k, v, runs_3R, attn.cfg.causal, attn.window or 0, attn.cfg.attn_scale)
+    return layer.finish(x_TD, attn.o_proj(o.reshape(x_TD.shape[0], -1)))
+
+
+def layer_step_prefixed(layer: nn.Module, x_TD: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                        runs_5R: torch.Tensor, k_PKE: torch.Tensor, v_PKE: torch.Tensor) -> torch.Tensor:
+    """``layer_step`` for sequences that continue cached prefixes (``runs_5R``: see ``runs_tensor``)."""
+    attn = layer.self_attn
+    q, k, v = attn.qkv(layer.input_layernorm(x_TD), (cos, sin))
+    o = torch.ops.harrier.varlen_attention_prefixed(q, k, v, runs_5R, k_PKE, v_PKE, attn.cfg.causal, attn.window or 0,
+                                                    attn.cfg.attn_scale)
     return layer.finish(x_TD, attn.o_proj(o.reshape(x_TD.shape[0], -1)))
 
 
@@ -83,6 +115,7 @@ class CompiledLayers:
         self.fn = None
         self.compile_seconds = 0.0
         self._seen: set[tuple] = set()
+        self.fn_prefixed = None
         if cxx_compiler() is None:
             self._fall_back("no C++ compiler (g++, c++ or clang++; or CXX) was found")
         else:
@@ -91,28 +124,32 @@ class CompiledLayers:
             # or an evaluation that loads several models.
             torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
             self.fn = torch.compile(layer_step, dynamic=True, backend="inductor")
+            self.fn_prefixed = torch.compile(layer_step_prefixed, dynamic=True, backend="inductor")
 
     def _fall_back(self, reason: str) -> None:
         warnings.warn(f"compile: {reason}; running the model uncompiled (eager)", RuntimeWarning, stacklevel=3)
-        self.fn = None
+        self.fn = self.fn_prefixed = None
 
     @property
     def active(self) -> bool:
         return self.fn is not None
 
     def __call__(self, layer: nn.Module, x_TD: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                 runs_3R: torch.Tensor) -> torch.Tensor:
+                 runs: torch.Tensor, prefix: LayerPrefix | None = None) -> torch.Tensor:
+        """``runs``: ``runs_tensor(groups)``, or ``runs_tensor(groups, prefix.spans)`` with a ``prefix``."""
+        args = (layer, x_TD, cos, sin, runs) + (() if prefix is None else (prefix.k_PKE, prefix.v_PKE))
+        eager = layer_step if prefix is None else layer_step_prefixed
         if self.fn is None:
-            return layer_step(layer, x_TD, cos, sin, runs_3R)
-        key = (layer.self_attn.window, x_TD.dtype, torch.is_grad_enabled())
+            return eager(*args)
+        key = (layer.self_attn.window, x_TD.dtype, torch.is_grad_enabled(), prefix is not None)
         first = key not in self._seen
         t0 = time.perf_counter()
         try:
-            out = self.fn(layer, x_TD, cos, sin, runs_3R)
+            out = (self.fn if prefix is None else self.fn_prefixed)(*args)
         except Exception as err:  # noqa: BLE001 -- inductor and dynamo raise many types; the eager rerun re-raises
             # a genuine error (bad input), so catching broadly only turns compile failures into the fallback.
             self._fall_back(f"torch.compile failed ({type(err).__name__}: {str(err).strip()[:200]})")
-            return layer_step(layer, x_TD, cos, sin, runs_3R)
+            return eager(*args)
         if first:
             self._seen.add(key)
             self.compile_seconds += time.perf_counter() - t0

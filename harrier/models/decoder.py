@@ -16,7 +16,7 @@ from harrier.models import long
 from harrier.models.compiled import CompiledLayers, runs_tensor
 from harrier.models.config import DecoderConfig
 from harrier.models.layers import MLP, Attention, RMSNorm, rope_cos_sin
-from harrier.packing import SeqGroups
+from harrier.packing import BatchPrefix, LayerPrefix, SeqGroups
 
 
 class DecoderLayer(nn.Module):
@@ -34,10 +34,12 @@ class DecoderLayer(nn.Module):
             self.pre_feedforward_layernorm = RMSNorm(cfg.hidden_size, eps, off)
             self.post_feedforward_layernorm = RMSNorm(cfg.hidden_size, eps, off)
 
-    def forward(self, x_TD: torch.Tensor, cos_sin, groups: SeqGroups) -> torch.Tensor:
+    def forward(self, x_TD: torch.Tensor, cos_sin, groups: SeqGroups, prefix: LayerPrefix | None = None,
+                sink: list | None = None) -> torch.Tensor:
+        """``prefix``/``sink``: see ``Attention.forward`` (cached prefix keys/values in, this layer's k/v out)."""
         if long.use_long_path(x_TD.shape[0]):
-            return long.layer_forward_chunked(self, x_TD, cos_sin, groups)
-        return self.finish(x_TD, self.self_attn(self.input_layernorm(x_TD), cos_sin, groups))
+            return long.layer_forward_chunked(self, x_TD, cos_sin, groups, prefix, sink)
+        return self.finish(x_TD, self.self_attn(self.input_layernorm(x_TD), cos_sin, groups, prefix, sink))
 
     def finish(self, x_TD: torch.Tensor, attn_TD: torch.Tensor) -> torch.Tensor:
         """Everything after the attention output projection: residual adds, norms and the MLP (per-token work)."""
@@ -66,7 +68,8 @@ class Decoder(nn.Module):
         self.compiled = CompiledLayers()
         return self.compiled
 
-    def forward(self, input_ids_T: torch.Tensor, position_ids_T: torch.Tensor, groups: SeqGroups) -> torch.Tensor:
+    def _embed(self, input_ids_T: torch.Tensor, position_ids_T: torch.Tensor):
+        """Scaled token embeddings [T, D] and the rope tables of each layer kind."""
         x_TD = self.embed_tokens(input_ids_T)
         if self.cfg.embed_scale is not None:
             # transformers keeps the scale as a tensor cast to the weight dtype (bf16-rounded in bf16).
@@ -75,18 +78,42 @@ class Decoder(nn.Module):
             t: rope_cos_sin(self.cfg.rope[t], self.cfg.head_dim, position_ids_T, x_TD.dtype)
             for t in set(self.cfg.layer_types)
         }
+        return x_TD, tables
+
+    def forward(self, input_ids_T: torch.Tensor, position_ids_T: torch.Tensor, groups: SeqGroups,
+                prefix: BatchPrefix | None = None) -> torch.Tensor:
+        """``prefix``: cached keys/values of prefixes the sequences continue (inference only; ``position_ids_T``
+        then start after each sequence's prefix)."""
+        if prefix is not None and torch.is_grad_enabled():
+            raise ValueError("a cached prefix is for inference only: gradients must flow through the prompt")
+        x_TD, tables = self._embed(input_ids_T, position_ids_T)
         compiled = self.compiled if self.compiled is not None and self.compiled.active else None
         if compiled is not None and (torch.is_grad_enabled() or long.use_long_path(x_TD.shape[0])):
             compiled = None  # the op has no backward; very long batches take the chunked path
-        runs_3R = runs_tensor(groups) if compiled is not None else None
-        for layer in self.layers:
+        runs = None if compiled is None else runs_tensor(groups, None if prefix is None else prefix.spans)
+        for i, layer in enumerate(self.layers):
             cos_sin = tables[layer.layer_type]
+            layer_prefix = None if prefix is None else prefix.layer(i)
             if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
                 x_TD = checkpoint(layer, x_TD, cos_sin, groups, use_reentrant=False)
             elif compiled is not None:
-                x_TD = compiled(layer, x_TD, *cos_sin, runs_3R)
+                x_TD = compiled(layer, x_TD, *cos_sin, runs, layer_prefix)
             else:
-                x_TD = layer(x_TD, cos_sin, groups)
+                x_TD = layer(x_TD, cos_sin, groups, layer_prefix)
         if long.use_long_path(x_TD.shape[0]):
             return long.norm_chunked(self.norm, x_TD)
         return self.norm(x_TD)
+
+    def prefix_kv(self, input_ids_T: torch.Tensor) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
+        """Keys and values ([L, K, E] each, after k-norm and rope) of one sequence's L tokens at positions 0..L-1,
+        in every layer: what a text that starts with these tokens sees of them (causal attention). Eager, run once
+        per distinct prefix."""
+        length = input_ids_T.shape[0]
+        x_TD, tables = self._embed(input_ids_T, torch.arange(length, device=input_ids_T.device))
+        groups = SeqGroups(((0, 1, length),))
+        out = []
+        for layer in self.layers:
+            sink: list = []
+            x_TD = layer(x_TD, tables[layer.layer_type], groups, None, sink)
+            out.append(sink[0])
+        return tuple(out)

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harrier.models.config import DecoderConfig, RopeConfig
-from harrier.packing import SeqGroups
+from harrier.packing import LayerPrefix, SeqGroups
 
 
 class RMSNorm(nn.Module):
@@ -74,19 +74,45 @@ def _windowed_sdpa(q, k, v, *, causal: bool, window: int, scale: float, gqa: boo
     return out[0] if len(out) == 1 else torch.cat(out, dim=2)
 
 
-def varlen_attention(q_THE, k_TKE, v_TKE, groups: SeqGroups, *, causal: bool, window: int | None, scale: float):
-    """Attention within each packed sequence only, no pad tokens computed. Returns [T, H, E]."""
+def _with_prefix(q, k, v, prefix: LayerPrefix, run: int):
+    """A run's [N, H, L, E] q and [N, K, L, E] k, v continued from its cached prefix of P tokens: the prefix keys and
+    values in front, and P zero query rows in front of q, so the run is an ordinary [N, *, P + L, E] attention whose
+    causal (and sliding-window) mask is the usual square one at absolute positions; the zero rows' outputs are
+    dropped. Exact: a query row's result does not depend on the other rows. Returns (q, k, v, P)."""
+    start, p = prefix.spans[run]
+    if not p:
+        return q, k, v, 0
+    n = q.shape[0]
+    pk, pv = (x[start:start + p].transpose(0, 1).unsqueeze(0).expand(n, -1, -1, -1)
+              for x in (prefix.k_PKE, prefix.v_PKE))
+    return (torch.cat((q.new_zeros(n, q.shape[1], p, q.shape[3]), q), dim=2), torch.cat((pk, k), dim=2),
+            torch.cat((pv, v), dim=2), p)
+
+
+def varlen_attention(q_THE, k_TKE, v_TKE, groups: SeqGroups, *, causal: bool, window: int | None, scale: float,
+                     prefix: LayerPrefix | None = None):
+    """Attention within each packed sequence only, no pad tokens computed. Returns [T, H, E].
+
+    ``prefix`` (causal models only): each run also attends to its cached prefix keys and values (see
+    ``_with_prefix``); the sequences' own tokens sit at positions after it.
+    """
     out = torch.empty_like(q_THE)
     heads, kv_heads = q_THE.shape[1], k_TKE.shape[1]
     gqa = heads != kv_heads
-    for start, n, length in groups.runs:
+    for r, (start, n, length) in enumerate(groups.runs):
         end = start + n * length
         q, k, v = (x[start:end].view(n, length, x.shape[1], x.shape[2]).transpose(1, 2)
                    for x in (q_THE, k_TKE, v_TKE))
-        if window is not None and length > window:
+        p = 0
+        if prefix is not None:
+            q, k, v, p = _with_prefix(q, k, v, prefix, r)
+        total = p + length
+        if window is not None and total > window:
             o = _windowed_sdpa(q, k, v, causal=causal, window=window, scale=scale, gqa=gqa)
         else:
-            o = F.scaled_dot_product_attention(q, k, v, is_causal=causal and length > 1, scale=scale, enable_gqa=gqa)
+            o = F.scaled_dot_product_attention(q, k, v, is_causal=causal and total > 1, scale=scale, enable_gqa=gqa)
+        if p:
+            o = o[:, :, p:]
         out[start:end] = o.transpose(1, 2).reshape(n * length, heads, -1)
     return out
 
@@ -114,14 +140,19 @@ class Attention(nn.Module):
         cos, sin = cos_sin
         return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
 
-    def attend(self, q_THE, k_TKE, v_TKE, groups: SeqGroups) -> torch.Tensor:
+    def attend(self, q_THE, k_TKE, v_TKE, groups: SeqGroups, prefix: LayerPrefix | None = None) -> torch.Tensor:
         cfg = self.cfg
         return varlen_attention(q_THE, k_TKE, v_TKE, groups, causal=cfg.causal, window=self.window,
-                                scale=cfg.attn_scale)
+                                scale=cfg.attn_scale, prefix=prefix)
 
-    def forward(self, x_TD: torch.Tensor, cos_sin, groups: SeqGroups) -> torch.Tensor:
+    def forward(self, x_TD: torch.Tensor, cos_sin, groups: SeqGroups, prefix: LayerPrefix | None = None,
+                sink: list | None = None) -> torch.Tensor:
+        """``prefix``: cached keys/values the sequences continue; ``sink``: a list that receives this layer's
+        (k [T, K, E], v [T, K, E]), which is how a prefix's keys and values are captured."""
         q, k, v = self.qkv(x_TD, cos_sin)
-        o = self.attend(q, k, v, groups)
+        if sink is not None:
+            sink.append((k, v))
+        o = self.attend(q, k, v, groups, prefix)
         return self.o_proj(o.reshape(x_TD.shape[0], -1))
 
 

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from harrier.models.layers import RMSNorm
-from harrier.packing import SeqGroups
+from harrier.packing import LayerPrefix, SeqGroups
 
 # packed batches with more tokens than this take the chunked path (inference only); above both default batch
 # budgets (engine.DEFAULT_BATCH_TOKENS: CPU 4,096, CUDA 16,384), so ordinary batches keep the plain path
@@ -37,12 +37,14 @@ def _chunks(t: int):
         yield slice(s, min(t, s + TOKEN_CHUNK))
 
 
-def layer_forward_chunked(layer: nn.Module, x_TD: torch.Tensor, cos_sin, groups: SeqGroups) -> torch.Tensor:
+def layer_forward_chunked(layer: nn.Module, x_TD: torch.Tensor, cos_sin, groups: SeqGroups,
+                          prefix: LayerPrefix | None = None, sink: list | None = None) -> torch.Tensor:
     """``layer(x_TD)`` of a ``DecoderLayer`` (not imported: decoder.py imports this module) with per-token work in
     chunks; updates the residual stream ``x_TD`` in place and returns it.
 
     The same ops in the same order as ``DecoderLayer.forward``, per chunk of rows; only the row blocking of the
-    matrix products differs, so results equal the plain path to float rounding (checked in tests).
+    matrix products differs, so results equal the plain path to float rounding (checked in tests). ``prefix`` and
+    ``sink`` as in ``Attention.forward``.
     """
     attn, t = layer.self_attn, x_TD.shape[0]
     cfg = attn.cfg
@@ -52,7 +54,9 @@ def layer_forward_chunked(layer: nn.Module, x_TD: torch.Tensor, cos_sin, groups:
     v = x_TD.new_empty(t, cfg.num_kv_heads, cfg.head_dim)
     for c in _chunks(t):
         q[c], k[c], v[c] = attn.qkv(layer.input_layernorm(x_TD[c]), (cos[c], sin[c]))
-    o = attn.attend(q, k, v, groups)
+    if sink is not None:
+        sink.append((k, v))
+    o = attn.attend(q, k, v, groups, prefix)
     del q, k, v
     for c in _chunks(t):
         x_TD[c] = layer.finish(x_TD[c], attn.o_proj(o[c].reshape(c.stop - c.start, -1)))

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 log = logging.getLogger(__name__)
-StepFn = Callable[[list[list[int]], list[int]], np.ndarray]
+StepFn = Callable[[list[list[int]], list[int], list[int]], np.ndarray]  # (ids, prompt_lens, prefix_lens)
 
 
 class OverloadedError(Exception):
@@ -59,6 +59,7 @@ class _Entry:
     row: int
     ids: list[int]
     prompt_len: int
+    prefix_len: int  # leading tokens the prefix cache may reuse (0: none)
 
 
 class Batcher:
@@ -98,8 +99,10 @@ class Batcher:
         self._queue.clear()
         self._pool.shutdown(wait=True)
 
-    async def embed(self, ids: list[list[int]], prompt_lens: list[int]) -> np.ndarray:
+    async def embed(self, ids: list[list[int]], prompt_lens: list[int],
+                    prefix_lens: list[int] | None = None) -> np.ndarray:
         """[len(ids), dim] float32 in input order. Raises ``OverloadedError`` / ``TooLargeError`` before queueing.
+        ``prefix_lens``: each sequence's tokens the prefix cache may reuse (``TokenizedItems.prefix_lens``).
 
         Cancelling the awaiting task (client disconnected) drops the request's work that has not run yet.
         """
@@ -118,7 +121,7 @@ class Batcher:
             return job.out
         # Longest first within a request: neighbours in a batch are then of equal length (cheap attention groups).
         for row in sorted(range(len(ids)), key=lambda i: -len(ids[i])):
-            self._queue.append(_Entry(job, row, ids[row], prompt_lens[row]))
+            self._queue.append(_Entry(job, row, ids[row], prompt_lens[row], prefix_lens[row] if prefix_lens else 0))
         self.queued_tokens += tokens
         self._wakeup.set()
         try:
@@ -168,7 +171,7 @@ class Batcher:
             self.busy = True
             try:
                 emb = await loop.run_in_executor(self._pool, self._step, [e.ids for e in batch],
-                                                 [e.prompt_len for e in batch])
+                                                 [e.prompt_len for e in batch], [e.prefix_len for e in batch])
             except Exception as err:  # a failed forward fails its requests, never the server
                 log.exception("forward failed for a batch of %d sequences", len(batch))
                 self._fail(batch, err)

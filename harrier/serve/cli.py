@@ -31,6 +31,10 @@ def add_parser(sub) -> None:
     p.add_argument("--payload-limit", type=int, default=8_000_000, help="request body bytes (413 above)")
     p.add_argument("--default-prompt-name", default=None,
                    help="prompt for requests that name none (clients send prompt_name \"\" for raw documents)")
+    p.add_argument("--no-prefix-cache", action="store_true", help="recompute each prompt for every request "
+                   "(the uncached path, for A/B runs; the cache is exact and on by default on causal models)")
+    p.add_argument("--prefix-cache-mb", type=float, default=256, help="memory bound of the store of prompt "
+                   "prefixes shared across requests (least recently used evicted; see /metrics)")
     p.add_argument("--graceful-timeout", type=float, default=30.0,
                    help="seconds SIGTERM waits for in-flight requests")
     p.set_defaults(func=cmd_serve)
@@ -47,7 +51,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                          dtype=args.dtype, max_length=args.max_length, truncation=args.truncation,
                          max_batch_tokens=args.max_batch_tokens, max_client_batch_size=args.max_client_batch_size,
                          max_queued_tokens=args.max_queued_tokens, payload_limit=args.payload_limit,
-                         api_key=args.api_key, default_prompt_name=args.default_prompt_name)
+                         api_key=args.api_key, default_prompt_name=args.default_prompt_name,
+                         prefix_cache=not args.no_prefix_cache, prefix_cache_mb=args.prefix_cache_mb)
     failure: list[str] = []
     server: uvicorn.Server | None = None
 

@@ -21,12 +21,17 @@ class ServeConfig:
     payload_limit: int = 8_000_000  # request body bytes (413 above)
     api_key: str | None = None
     default_prompt_name: str | None = None
+    prefix_cache: bool = True  # reuse each prompt's keys/values across requests (causal models; exact)
+    prefix_cache_mb: float = 256  # the prefix store's memory bound (least recently used prompts evicted)
 
     def __post_init__(self) -> None:
         for name in ("max_batch_tokens", "max_client_batch_size", "max_queued_tokens", "payload_limit"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be positive, got {value}")
+        if isinstance(self.prefix_cache_mb, bool) or not isinstance(self.prefix_cache_mb, int | float) or \
+                self.prefix_cache_mb < 0:
+            raise ValueError(f"prefix_cache_mb must be a number of MB >= 0, got {self.prefix_cache_mb!r}")
         if self.truncation not in ("warn", "error", "silent"):
             raise ValueError(f"truncation {self.truncation!r} is not one of warn, error, silent")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from harrier.serve.batcher import BatchStats
 
@@ -34,9 +35,39 @@ class Metrics:
         self.tokens = Counter("harrier_embedded_tokens", "tokens embedded (rate() gives tokens/s)", registry=r)
         self.ready = Gauge("harrier_ready", "1 when the model is loaded and the server takes requests", registry=r)
 
+    def watch_prefix_cache(self, store) -> None:
+        """Export a ``PrefixStore``'s figures (read at scrape time): hits, misses, tokens saved, fallbacks,
+        evictions, entries and bytes against the bound. Nothing is exported when the cache is off."""
+        if store is not None:
+            self.registry.register(_PrefixCacheCollector(store))
+
     def on_batch(self, stats: BatchStats) -> None:
         self.batch_sequences.observe(stats.sequences)
         self.batch_tokens.observe(stats.tokens)
         self.batch_requests.observe(stats.requests)
         self.batch_seconds.observe(stats.seconds)
         self.tokens.inc(stats.tokens)
+
+
+class _PrefixCacheCollector:
+    """The prefix store's counters and sizes as Prometheus metrics (``harrier_prefix_cache_*``)."""
+
+    COUNTERS = {"hits": "texts whose prompt prefix came from the cache",
+                "misses": "prompt prefixes computed (then kept, memory allowing)",
+                "tokens_saved": "prompt tokens not recomputed thanks to the cache",
+                "fallbacks": "texts whose prompt's shared tokens did not match their own (ran in full)",
+                "evictions": "prefixes evicted to stay within the memory bound"}
+    GAUGES = {"entries": "prefixes held", "bytes": "bytes held", "max_bytes": "the memory bound"}
+
+    def __init__(self, store) -> None:
+        self.store = store
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        stats = self.store.stats()
+        for name, doc in self.COUNTERS.items():
+            yield CounterMetricFamily(f"harrier_prefix_cache_{name}", doc, value=stats[name])
+        for name, doc in self.GAUGES.items():
+            yield GaugeMetricFamily(f"harrier_prefix_cache_{name}", doc, value=stats[name])

@@ -97,7 +97,7 @@ async def embed(state: ServerState, prepared: Prepared, request: Request) -> np.
     """Vectors in input order; if the client disconnects first, its queued work is dropped (``ClientGoneError``)."""
     assert state.batcher is not None
     state.metrics.inputs.observe(len(prepared.ids))
-    work = asyncio.ensure_future(state.batcher.embed(prepared.ids, prepared.prompt_lens))
+    work = asyncio.ensure_future(state.batcher.embed(prepared.ids, prepared.prompt_lens, prepared.prefix_lens))
     gone = asyncio.ensure_future(_disconnected(request))
     try:
         done, _ = await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)

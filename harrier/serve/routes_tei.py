@@ -83,7 +83,7 @@ async def info(request: Request) -> JSONResponse:
         "max_queued_tokens": state.batcher.max_queued_tokens, "auto_truncate": state.config.truncation != "error",
         "tokenization_workers": None, "version": request.app.version, "dim": runtime.dim,
         "device": d.get("device"), "prompts": d.get("prompts"),
-        "default_prompt_name": state.config.default_prompt_name,
+        "default_prompt_name": state.config.default_prompt_name, "prefix_cache": d.get("prefix_cache"),
     })
 
 

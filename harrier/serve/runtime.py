@@ -12,9 +12,8 @@ from typing import Protocol
 
 import numpy as np
 
-from harrier.engine import embed_step
 from harrier.prompts import Prompt
-from harrier.tokenize import TruncationError
+from harrier.tokenize import TruncationError, with_prompt
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +33,7 @@ class Prepared:
     ids: list[list[int]]  # special tokens included, within max_length
     prompt_lens: list[int]  # prompt tokens at the start of each sequence (excluded from pooling when asked)
     truncated: list[int]  # indices that were cut to max_length
+    prefix_lens: list[int] | None = None  # leading tokens the prefix cache may reuse (TokenizedItems.prefix_lens)
 
     @property
     def num_tokens(self) -> int:
@@ -69,7 +69,7 @@ class Runtime(Protocol):
 
     def token_table(self, texts: Sequence[str], prefix: str) -> list[list[dict]]: ...
 
-    def embed(self, ids: list[list[int]], prompt_lens: list[int]) -> np.ndarray: ...
+    def embed(self, ids: list[list[int]], prompt_lens: list[int], prefix_lens: list[int]) -> np.ndarray: ...
 
 
 def _policy(truncate: bool | None, default: str) -> str:
@@ -91,7 +91,8 @@ class EmbedderRuntime:
         info = embedder.info()
         self.description = {"model_id": model_id, "source": info.source, "architecture": info.architecture,
                             "dim": info.dim, "max_length": info.max_length, "pooling": info.pooling,
-                            "dtype": info.dtype, "device": info.device, "prompts": info.prompts}
+                            "dtype": info.dtype, "device": info.device, "prompts": info.prompts,
+                            "prefix_cache": info.prefix_cache}
 
     def prefix(self, choice: PromptChoice) -> str:
         """The literal prefix (library resolution: unknown names and conflicts raise ValueError)."""
@@ -108,7 +109,10 @@ class EmbedderRuntime:
             tok = m.tokenize_items([(t, spec) for t in texts], truncation=_policy(truncate, m.truncation))
         except TruncationError as err:
             raise InputError(f"{err}; send truncate=true to cut them") from err
-        return Prepared(ids=tok.ids, prompt_lens=list(tok.prompt_lens), truncated=list(tok.truncated))
+        if m.prefix_cache is not None:
+            m.prefix_cache.count_fallbacks(tok.fallbacks)
+        return Prepared(ids=tok.ids, prompt_lens=list(tok.prompt_lens), truncated=list(tok.truncated),
+                        prefix_lens=tok.prefix_lens)
 
     def prepare_ids(self, ids: Sequence[Sequence[int]], truncate: bool | None) -> Prepared:
         """Raw token ids (no special tokens) -> the checkpoint's BOS/EOS added; over-long ones cut or refused."""
@@ -136,14 +140,16 @@ class EmbedderRuntime:
         """TEI ``/tokenize``: {id, text, special, start, stop} per token of ``prefix + text``, specials included."""
         tok = self.embedder.tokenizer
         out = []
-        for text, enc in zip(texts, tok.tokenizer.encode_batch([prefix + t for t in texts]), strict=True):
-            full = prefix + text
+        for text, enc in zip(texts, tok.tokenizer.encode_batch([with_prompt(prefix, t) for t in texts]), strict=True):
+            full = with_prompt(prefix, text)
             out.append([{"id": i, "text": piece if i in tok.special_ids else full[a:b],
                          "special": i in tok.special_ids, "start": None if i in tok.special_ids else a,
                          "stop": None if i in tok.special_ids else b}
                         for i, piece, (a, b) in zip(enc.ids, enc.tokens, enc.offsets, strict=True)])
         return out
 
-    def embed(self, ids: list[list[int]], prompt_lens: list[int]) -> np.ndarray:
-        m = self.embedder
-        return embed_step(m.model, ids, device=m.device, prompt_lens=prompt_lens, normalize=m.model.head.normalize)
+    def embed(self, ids: list[list[int]], prompt_lens: list[int], prefix_lens: list[int]) -> np.ndarray:
+        """One batch of the batcher, through the library's ``embed_ids`` (its checks, the prefix cache); the batcher
+        already keeps a batch within the token budget, so this is one forward."""
+        return self.embedder.embed_ids(ids, prompt_lens, prefix_lens=prefix_lens, batch_tokens=1 << 30,
+                                       progress=False)

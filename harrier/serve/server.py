@@ -40,7 +40,8 @@ def load_runtime(config: ServeConfig) -> Runtime:
     from harrier import Embedder
 
     embedder = Embedder.from_pretrained(config.model, device=config.device, dtype=config.dtype,
-                                        max_length=config.max_length, truncation=config.truncation)
+                                        max_length=config.max_length, truncation=config.truncation,
+                                        prefix_cache=config.prefix_cache, prefix_cache_mb=config.prefix_cache_mb)
     return EmbedderRuntime(embedder, config.model_id())
 
 
@@ -68,6 +69,7 @@ async def _start_model(state: ServerState, loader: Callable[[ServeConfig], Runti
                       on_batch=state.metrics.on_batch)
     await batcher.start()
     state.runtime, state.batcher = runtime, batcher
+    state.metrics.watch_prefix_cache(getattr(getattr(runtime, "embedder", None), "prefix_cache", None))
     state.metrics.ready.set(1)
     d = runtime.description
     log.info("harrier serve ready: model=%s source=%s dim=%d dtype=%s device=%s max_length=%d max_batch_tokens=%d "

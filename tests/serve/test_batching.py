@@ -32,14 +32,14 @@ class GatedRuntime:
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
-    def embed(self, ids, prompt_lens):
+    def embed(self, ids, prompt_lens, prefix_lens):
         self.batches.append([tuple(x) for x in ids])
         self.forwarding.set()
         assert self.gate.wait(30), "test never opened the gate"
         if self.fail_next:
             self.fail_next = False
             raise RuntimeError("simulated device error")
-        return self.inner.embed(ids, prompt_lens)
+        return self.inner.embed(ids, prompt_lens, prefix_lens)
 
 
 @contextmanager
