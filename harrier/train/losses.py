@@ -21,15 +21,22 @@ def cosine_matrix(a_AD: Tensor, b_CD: Tensor) -> Tensor:
     return F.normalize(a_AD.float(), dim=-1) @ F.normalize(b_CD.float(), dim=-1).T
 
 
+# Cosines closer than this count as equal: the same text embedded in another row, micro-batch or rank differs from
+# its twin by float rounding (~1e-6), and without a tolerance whether it is masked would depend on that rounding,
+# so one process and several would train differently.
+TIE = 1e-4
+
+
 def false_negative_mask(sim_AC: Tensor, target_A: Tensor, margin: float) -> Tensor:
     """True where a non-target candidate scores above ``sim(anchor, target) - margin``: a likely false negative.
 
-    ``margin = 0`` masks negatives that beat the positive; ``margin = -0.1`` is Qwen3-Embedding's rule (mask above
+    ``margin = 0`` masks negatives that tie with or beat the positive (a duplicate of the positive text is always
+    masked; ties are judged within :data:`TIE`); ``margin = -0.1`` is Qwen3-Embedding's rule (mask above
     positive + 0.1). The target itself is never masked. Computed without gradient.
     """
     with torch.no_grad():
         pos_A1 = sim_AC.gather(1, target_A[:, None])
-        mask = sim_AC > pos_A1 - margin
+        mask = sim_AC > pos_A1 - margin - TIE
         mask[torch.arange(len(target_A), device=sim_AC.device), target_A] = False
     return mask
 

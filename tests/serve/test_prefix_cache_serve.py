@@ -9,7 +9,8 @@ import httpx
 import numpy as np
 from servekit import API_KEY, MODEL_NAME, TEXTS, cosine_rows, start_server
 
-INSTRUCTION = {"instruction": "Given a web search query, retrieve relevant passages that answer the query"}
+# an instruction no other test on the shared session server sends, so this test's first request must miss
+INSTRUCTION = {"instruction": "Given a question about prefix caching, retrieve the passages that answer it"}
 
 
 def metric(text: str, name: str) -> float:

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from harrier.train.losses import (
+    TIE,
     LossConfig,
     embed_align,
     false_negative_mask,
@@ -27,7 +28,7 @@ def _ref_direction(anchors, cands, targets, temperature, fn_margin=None):
         sims = [_cos(a, c) for c in cands]
         pos = sims[targets[i]]
         keep = [j for j, s in enumerate(sims)
-                if j == targets[i] or fn_margin is None or not s > pos - fn_margin]
+                if j == targets[i] or fn_margin is None or not s > pos - fn_margin - TIE]
         denom = sum(math.exp(sims[j] / temperature) for j in keep)
         total += -(pos / temperature - math.log(denom))
     return total / len(anchors)
@@ -72,6 +73,15 @@ def test_false_negative_mask_never_masks_target():
     sim = torch.tensor([[0.2, 0.9, 0.5], [0.1, 0.0, 0.3]])
     mask = false_negative_mask(sim, torch.tensor([0, 1]), margin=0.0)
     assert mask.tolist() == [[False, True, True], [True, False, True]]
+
+
+@pytest.mark.parametrize("rounding", [-1e-6, 0.0, 1e-6])
+def test_duplicate_of_the_positive_is_masked_whatever_the_rounding(rounding):
+    """The positive's text again among the candidates (another query's positive or negative, maybe on another rank)
+    scores the positive's cosine up to float rounding; margin 0 masks it either way, so 1 and N processes agree."""
+    sim = torch.tensor([[0.6, 0.2, 0.6 + rounding]], dtype=torch.float64)
+    assert false_negative_mask(sim, torch.tensor([0]), margin=0.0).tolist() == [[False, False, True]]
+    assert not false_negative_mask(sim, torch.tensor([0]), margin=-0.1).any()
 
 
 def test_kl_distill_matches_reference():
