@@ -89,9 +89,7 @@ def build_06b(like: Path, out: Path) -> Path:
     """Random weights of the harrier-0.6b shape, with ``like``'s tokenizer and Sentence-Transformers head."""
     from transformers import Qwen3Config, Qwen3Model
 
-    # 64 spare rows: sentence-transformers pads these texts with id 262,144 (one past Gemma-3's vocab_size), which
-    # Gemma-3 accepts and a Qwen3 table of exactly vocab_size rows does not
-    vocab = json.loads((like / "config.json").read_text())["vocab_size"] + 64
+    vocab = json.loads((like / "config.json").read_text())["vocab_size"]
     cfg = Qwen3Config(vocab_size=vocab, bos_token_id=2, eos_token_id=1, pad_token_id=0, **QWEN3_06B)
     torch.manual_seed(0)
     Qwen3Model(cfg).save_pretrained(out)
@@ -101,6 +99,11 @@ def build_06b(like: Path, out: Path) -> Path:
             shutil.copytree(src, out / name)
         elif src.is_file():
             shutil.copy(src, out / name)
+    # Without a tokenizer class transformers picks Qwen3's own (Qwen2Tokenizer) for a qwen3 model and runs its
+    # pre-tokenizer over the Gemma-3 vocabulary: other token ids (15 instead of 9 for a short query) and a pad
+    # token outside the vocabulary, so sentence-transformers would not see the texts harrier sees.
+    tok_cfg = json.loads((out / "tokenizer_config.json").read_text())
+    (out / "tokenizer_config.json").write_text(json.dumps({**tok_cfg, "tokenizer_class": "GemmaTokenizer"}))
     return out
 
 
