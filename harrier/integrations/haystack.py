@@ -11,7 +11,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from harrier.extras import require
-from harrier.integrations.sides import connect, rows, source
+from harrier.integrations.sides import connect, rows
 
 if TYPE_CHECKING:
     from harrier import Embedder
@@ -81,7 +81,7 @@ class HarrierTextEmbedder:
             raise TypeError("HarrierTextEmbedder takes one string; use HarrierDocumentEmbedder for documents")
         self.warm_up()
         return {"embedding": rows(self._conn.sides.embed([text], "query"))[0],
-                "meta": {"model": source(self._conn.sides)}}
+                "meta": {"model": self._conn.sides.source}}
 
     @component.output_types(embedding=list[float], meta=dict[str, Any])
     async def run_async(self, text: str) -> dict[str, Any]:
@@ -89,7 +89,7 @@ class HarrierTextEmbedder:
             raise TypeError("HarrierTextEmbedder takes one string; use HarrierDocumentEmbedder for documents")
         self.warm_up()
         return {"embedding": rows(await self._conn.sides.aembed([text], "query"))[0],
-                "meta": {"model": source(self._conn.sides)}}
+                "meta": {"model": self._conn.sides.source}}
 
 
 @component
@@ -129,7 +129,7 @@ class HarrierDocumentEmbedder:
 
     def _result(self, documents: list, emb) -> dict[str, Any]:
         return {"documents": [replace(doc, embedding=vec) for doc, vec in zip(documents, rows(emb), strict=True)],
-                "meta": {"model": source(self._conn.sides)}}
+                "meta": {"model": self._conn.sides.source}}
 
     @component.output_types(documents=list[Document], meta=dict[str, Any])
     def run(self, documents: list[Document]) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from harrier.extras import require
-from harrier.integrations.sides import connect, rows, source
+from harrier.integrations.sides import connect, rows
 
 if TYPE_CHECKING:
     from harrier import Embedder
@@ -31,7 +31,7 @@ class HarrierEmbedding(_base.BaseEmbedding):
                  task: str | None = None, timeout: float = 120.0, embed_batch_size: int = 64, **kwargs: Any) -> None:
         sides = connect(model, url=url, api_key=api_key, served_model=served_model, prompt_name=prompt_name,
                         instruction=instruction, task=task, timeout=timeout)
-        kwargs.setdefault("model_name", source(sides))
+        kwargs.setdefault("model_name", sides.source)
         super().__init__(embed_batch_size=embed_batch_size, **kwargs)
         self._sides = sides
 

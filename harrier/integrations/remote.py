@@ -63,6 +63,10 @@ class RemoteClient:
             raise ValueError("max_request_bytes and concurrency must be positive, retries >= 0")
 
     @property
+    def source(self) -> str:
+        return self.model or self.url
+
+    @property
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 

@@ -23,7 +23,10 @@ if TYPE_CHECKING:
 
 
 class Sides(Protocol):
-    """Embed texts as queries or as documents: [N, dim] float32."""
+    """Embed texts as queries or as documents: [N, dim] float32. ``source``: what to call the model in a
+    framework's settings (the checkpoint's source, or the served name / URL)."""
+
+    source: str
 
     def embed(self, texts: list[str], side: Side) -> np.ndarray: ...
 
@@ -36,6 +39,7 @@ class LocalSides:
     def __init__(self, embedder: Embedder, query: Prompt) -> None:
         self.embedder = embedder
         self.query = query
+        self.source = embedder.card.source
         self._lock = threading.Lock()
         embedder.prefix(prompt_name=query.prompt_name, prompt=query.prompt, instruction=query.instruction,
                         task=query.task)  # an unknown prompt name or task fails here, not at the first query
@@ -54,7 +58,7 @@ class LocalSides:
 
 def connect(model: Embedder | str | None = None, *, url: str | None = None, api_key: str | None = None,
             served_model: str | None = None, prompt_name: str | None = None, instruction: str | None = None,
-            task: str | None = None, timeout: float = 120.0) -> LocalSides | RemoteClient:
+            task: str | None = None, timeout: float = 120.0) -> Sides:
     """Exactly one of ``model`` (an ``Embedder``, or a hub id / path loaded with ``Embedder.from_pretrained``'s
     defaults) and ``url`` (``harrier serve``; ``api_key`` and ``served_model`` go with it)."""
     from harrier import Embedder
@@ -77,9 +81,3 @@ def rows(emb: np.ndarray) -> list[list[float]]:
     """Vectors as lists of Python floats (what LangChain, LlamaIndex and Haystack store)."""
     return np.asarray(emb, dtype=np.float32).tolist()
 
-
-def source(sides: LocalSides | RemoteClient) -> str:
-    """What to call the model in a framework's settings: the checkpoint's source, or the served name / URL."""
-    if isinstance(sides, LocalSides):
-        return sides.embedder.card.source
-    return sides.model or sides.url

@@ -80,3 +80,55 @@ def test_bad_arguments_are_value_errors(fw_server, fw_reference):
 def test_empty_list_gives_no_rows(fw_server, fw_reference):
     got = connect(url=fw_server.url, api_key=API_KEY).embed([], "document")
     assert got.shape == (0, fw_reference.dim) and got.dtype == np.float32
+
+
+REAL_CLIENTS = httpx.Client, httpx.AsyncClient
+
+
+def _fake_server(monkeypatch, answers: list[int], dim: int = 4):
+    """httpx clients whose transport answers /info, then each embeddings request with the next status of
+    ``answers`` (200: one base64 vector per input, its index as value)."""
+    import base64
+    import json
+
+    calls: list[int] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/info":
+            return httpx.Response(200, json={"prompts": {}, "max_client_batch_size": 8, "dim": dim})
+        n = len(json.loads(request.content)["input"])
+        status = answers[len(calls)] if len(calls) < len(answers) else 200
+        calls.append(n)
+        if status != 200:
+            return httpx.Response(status, json={"error": {"message": f"status {status}"}},
+                                  headers={"retry-after": "0.01"})
+        data = [{"index": i, "embedding": base64.b64encode(np.full(dim, i, "<f4").tobytes()).decode()}
+                for i in range(n)]
+        return httpx.Response(200, json={"data": data})
+
+    transport = httpx.MockTransport(handle)
+    real_client, real_async = REAL_CLIENTS
+    monkeypatch.setattr(httpx, "Client", lambda **kw: real_client(transport=transport, **kw))
+    monkeypatch.setattr(httpx, "AsyncClient", lambda **kw: real_async(transport=transport, **kw))
+    monkeypatch.setattr(httpx, "get", lambda url, **kw: real_client(transport=transport).get(url, **kw))
+    return calls
+
+
+def test_429_is_retried_then_reported(monkeypatch):
+    calls = _fake_server(monkeypatch, [429, 429])
+    got = RemoteClient("http://harrier.test", retries=2).embed(["a", "b", "c"], "document")
+    assert calls == [3, 3, 3] and got[:, 0].tolist() == [0, 1, 2]
+    calls = _fake_server(monkeypatch, [429] * 10)
+    with pytest.raises(HarrierServerError, match="429: status 429"):
+        RemoteClient("http://harrier.test", retries=2).embed(["a"], "document")
+    assert len(calls) == 3
+    calls = _fake_server(monkeypatch, [429, 200])
+    got = asyncio.run(RemoteClient("http://harrier.test", retries=1).aembed(list("abcdefghij"), "query"))
+    assert sorted(calls) == [2, 8, 8] and got.shape == (10, 4)  # 8 = the server's batch limit, then the rest
+
+
+def test_413_on_one_text_is_reported(monkeypatch):
+    calls = _fake_server(monkeypatch, [413, 413, 413])
+    with pytest.raises(HarrierServerError, match="413"):
+        RemoteClient("http://harrier.test").embed(["a", "b"], "document")
+    assert calls == [2, 1]  # halved once, then the single text's 413 is the answer
