@@ -89,7 +89,9 @@ def build_06b(like: Path, out: Path) -> Path:
     """Random weights of the harrier-0.6b shape, with ``like``'s tokenizer and Sentence-Transformers head."""
     from transformers import Qwen3Config, Qwen3Model
 
-    vocab = json.loads((like / "config.json").read_text())["vocab_size"]
+    # 64 spare rows: sentence-transformers pads these texts with id 262,144 (one past Gemma-3's vocab_size), which
+    # Gemma-3 accepts and a Qwen3 table of exactly vocab_size rows does not
+    vocab = json.loads((like / "config.json").read_text())["vocab_size"] + 64
     cfg = Qwen3Config(vocab_size=vocab, bos_token_id=2, eos_token_id=1, pad_token_id=0, **QWEN3_06B)
     torch.manual_seed(0)
     Qwen3Model(cfg).save_pretrained(out)

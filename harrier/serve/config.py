@@ -21,6 +21,7 @@ class ServeConfig:
     payload_limit: int = 8_000_000  # request body bytes (413 above)
     api_key: str | None = None
     default_prompt_name: str | None = None
+    allow_token_ids: bool = False  # token-id input on /v1/embeddings (off: OpenAI clients send tiktoken's ids)
     prefix_cache: bool = True  # reuse each prompt's keys/values across requests (causal models; exact)
     prefix_cache_mb: float = 256  # the prefix store's memory bound (least recently used prompts evicted)
 

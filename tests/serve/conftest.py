@@ -34,6 +34,26 @@ def server(tiny_gemma3_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def ids_server(tiny_gemma3_dir, tmp_path_factory):
+    """A second server that accepts token-id input on /v1/embeddings (``--allow-token-ids``)."""
+    srv = start_server(tiny_gemma3_dir, tmp_path_factory.mktemp("serve-ids") / "server.log",
+                       extra=("--allow-token-ids",))
+    try:
+        srv.wait_ready()
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture()
+def ids_http(ids_server):
+    import httpx
+
+    with httpx.Client(base_url=ids_server.url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=60) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
 def reference(tiny_gemma3_dir):
     """The offline library on the same checkpoint and max length: what every served vector must equal."""
     from harrier import Embedder

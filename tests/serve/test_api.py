@@ -51,16 +51,37 @@ def test_dimensions_truncate_and_renormalise(oai, reference, dims):
     np.testing.assert_allclose(emb, _renorm(want), atol=2e-6)
 
 
-def test_token_ids_equal_text(oai, http, reference):
+def test_token_ids_equal_text(ids_server, ids_http, http, reference):
+    import openai
+
     raw = [reference.tokenizer.tokenizer.encode(t, add_special_tokens=False).ids for t in TEXTS]
+    oai = openai.OpenAI(base_url=f"{ids_server.url}/v1", api_key=API_KEY, max_retries=0, timeout=60)
     by_text = np.array([d.embedding for d in oai.embeddings.create(model=MODEL_NAME, input=TEXTS).data])
     by_ids = np.array([d.embedding for d in oai.embeddings.create(model=MODEL_NAME, input=raw).data])
     np.testing.assert_array_equal(by_ids, by_text)
-    one = http.post("/v1/embeddings", json={"input": raw[1], "encoding_format": "float"}).json()
+    one = ids_http.post("/v1/embeddings", json={"input": raw[1], "encoding_format": "float"}).json()
     np.testing.assert_array_equal(np.array(one["data"][0]["embedding"]), by_text[1])
+    tei = np.array(http.post("/embed", json={"inputs": raw}).json())  # TEI's route takes ids without the flag
+    assert cosine_rows(tei, by_text).min() >= 0.99999
 
 
-def test_overlong_input_truncates_by_default_and_errors_when_asked(http, reference):
+def test_token_ids_refused_by_default(oai, http):
+    """What LangChain's OpenAIEmbeddings sends by default (tiktoken ids, base64): a 400 that says what to do,
+    through the official client as a BadRequestError, never 200 with meaningless vectors."""
+    import openai
+
+    with pytest.raises(openai.BadRequestError) as caught:
+        oai.embeddings.create(model=MODEL_NAME, input=[[57668, 53901]], encoding_format="base64")
+    err = caught.value.body
+    assert err["param"] == "input" and err["type"] == "invalid_request_error", err
+    for needle in ("tiktoken", "check_embedding_ctx_length=False", "--allow-token-ids"):
+        assert needle in err["message"], err["message"]
+    for body in ({"input": [1, 2]}, {"input": [[1, 2], [3]]}):
+        r = http.post("/v1/embeddings", json=body)
+        assert r.status_code == 400 and "--allow-token-ids" in r.json()["error"]["message"], r.text
+
+
+def test_overlong_input_truncates_by_default_and_errors_when_asked(http, ids_http, reference):
     long_text = "The quick brown fox jumps over the lazy dog. " * 40
     assert len(reference.tokenize([long_text])[0]) == MAX_LENGTH
     want = reference.encode([long_text])
@@ -71,11 +92,11 @@ def test_overlong_input_truncates_by_default_and_errors_when_asked(http, referen
     raw = reference.tokenizer.tokenizer.encode("The quick brown fox ", add_special_tokens=False).ids * 40
     frame = len(reference.tokenizer.with_specials([]))
     assert len(raw) > MAX_LENGTH
-    got = http.post("/v1/embeddings", json={"input": [raw], "encoding_format": "float"}).json()
+    got = ids_http.post("/v1/embeddings", json={"input": [raw], "encoding_format": "float"}).json()
     assert got["usage"]["prompt_tokens"] == MAX_LENGTH
     cut = reference.embed_ids([reference.tokenizer.with_specials(raw[:MAX_LENGTH - frame])])
     assert cosine_rows(np.array([got["data"][0]["embedding"]]), cut).min() >= 0.99999
-    r = http.post("/v1/embeddings", json={"input": [raw], "truncate": False})
+    r = ids_http.post("/v1/embeddings", json={"input": [raw], "truncate": False})
     assert r.status_code == 422 and "max length" in r.json()["error"]["message"]
     r = http.post("/v1/embeddings", json={"input": ["short", long_text], "truncate": False})
     assert r.status_code == 422 and "truncate" in r.json()["error"]["message"]
@@ -126,8 +147,9 @@ ERRORS = [
     ("/v1/embeddings", {"input": "a", "prompt_name": "web_search_query", "task": "ArguAna"}, 422, "at most one"),
     ("/v1/embeddings", {"input": "a", "prompt_name": "nope"}, 422, "unknown prompt name"),
     ("/v1/embeddings", {"input": "a", "task": "ArguAnna"}, 422, "ArguAna"),
-    ("/v1/embeddings", {"input": [[1, 2, 10**6]]}, 422, "vocabulary"),
-    ("/v1/embeddings", {"input": [[1, 2]], "prompt_name": "sts_query"}, 422, "token-id"),
+    ("/v1/embeddings", {"input": [[1, 2]]}, 400, "--allow-token-ids"),
+    ("/embed", {"inputs": [[1, 2, 10**6]]}, 422, "vocabulary"),
+    ("/embed", {"inputs": [[1, 2]], "prompt_name": "sts_query"}, 422, "token-id"),
     ("/v1/embeddings", {"input": LONG, "truncate": False}, 422, "truncate"),
     ("/embed", {"inputs": []}, 400, "empty"),
     ("/embed", {"inputs": "a", "dimensions": 0}, 422, "dimensions"),

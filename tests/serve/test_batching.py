@@ -130,7 +130,7 @@ def test_disconnected_client_work_is_dropped(gated, reference):
 
 
 def test_requests_and_prompts_share_a_batch(gated, reference):
-    application = app(model="unused", runtime=gated)
+    application = app(model="unused", runtime=gated, allow_token_ids=True)
     raw = [reference.tokenizer.tokenizer.encode(t, add_special_tokens=False).ids for t in TEXTS[4:]]
     bodies = [({"input": TEXTS[:3], "prompt_name": "web_search_query"}, reference.encode(TEXTS[:3],
                                                                                        prompt_name="web_search_query")),
