@@ -16,11 +16,13 @@ from harrier.chunking import Aggregate, ChunkConfig, ChunkedEmbeddings
 from harrier.engine import DEFAULT_BATCH_TOKENS, run_batches
 from harrier.loading import DType, LoadedModel
 from harrier.prefix_cache import DEFAULT_MAX_MB, PrefixStore, unsupported_reason, weights_version
-from harrier.prompts import Prompt, PromptConfig, PromptSpec, prefix_for, resolve_prefix
+from harrier.prompts import Prompt, PromptConfig, PromptSpec, Side, prefix_for, resolve_prefix, side_prefix
 from harrier.tokenize import TokenizedItems, TruncationPolicy, check_max_length, check_texts, check_truncation
 from harrier.vectors import l2_normalize
 
 log = logging.getLogger(__name__)
+# sentence-transformers' encode options that encode_query / encode_document take, so that ST code runs unchanged.
+ST_OPTIONS = ("show_progress_bar", "normalize_embeddings", "convert_to_tensor", "convert_to_numpy", "batch_size")
 
 
 @dataclass(frozen=True)
@@ -183,6 +185,55 @@ class Embedder:
         return self.embed_tokenized(self.tokenizer.encode_prompted(texts, [pre] * len(texts),
                                                                    truncation=self.truncation),
                                     batch_tokens=batch_tokens, progress=progress)
+
+    def encode_query(self, texts: Sequence[str] | str, *, prompt_name: str | None = None, prompt: str | None = None,
+                     instruction: str | None = None, task: str | None = None, batch_tokens: int | None = None,
+                     progress: bool | None = None, **st_options) -> np.ndarray | torch.Tensor:
+        """sentence-transformers v5's ``encode_query``: ``encode`` with the query prompt unless one is given (the
+        checkpoint's ``web_search_query`` on harrier checkpoints, else its ``query`` prompt, else none; never the
+        ``default_prompt_name``). A single str gives one [dim] vector, as in sentence-transformers.
+
+        ``st_options``: sentence-transformers' ``show_progress_bar``, ``normalize_embeddings``,
+        ``convert_to_tensor``, ``convert_to_numpy`` and ``batch_size`` (ignored with a warning: harrier batches by
+        ``batch_tokens``); any other name is a ValueError.
+        """
+        return self._encode_side("query", texts, Prompt(prompt_name=prompt_name, prompt=prompt,
+                                                        instruction=instruction, task=task),
+                                 batch_tokens=batch_tokens, progress=progress, st_options=st_options)
+
+    def encode_document(self, texts: Sequence[str] | str, *, prompt_name: str | None = None,
+                        prompt: str | None = None, instruction: str | None = None, task: str | None = None,
+                        batch_tokens: int | None = None, progress: bool | None = None,
+                        **st_options) -> np.ndarray | torch.Tensor:
+        """sentence-transformers v5's ``encode_document``: ``encode`` with the checkpoint's ``document``,
+        ``passage`` or ``corpus`` prompt (the first it declares) unless one is given, else raw (harrier checkpoints
+        declare none: documents are raw). Options as :meth:`encode_query`."""
+        return self._encode_side("document", texts, Prompt(prompt_name=prompt_name, prompt=prompt,
+                                                           instruction=instruction, task=task),
+                                 batch_tokens=batch_tokens, progress=progress, st_options=st_options)
+
+    def _encode_side(self, side: Side, texts: Sequence[str] | str, spec: Prompt, *, batch_tokens: int | None,
+                     progress: bool | None, st_options: dict) -> np.ndarray | torch.Tensor:
+        unknown = sorted(set(st_options) - set(ST_OPTIONS))
+        if unknown:
+            raise ValueError(f"encode_{side} got unknown option(s) {', '.join(unknown)}; it takes prompt_name, "
+                             f"prompt, instruction, task, batch_tokens, progress, {', '.join(ST_OPTIONS)}")
+        if st_options.get("batch_size") is not None:
+            log.warning("batch_size=%r ignored: harrier batches by tokens (batch_tokens=...)", st_options["batch_size"])
+        if st_options.get("show_progress_bar") is not None:
+            if progress is not None:
+                raise ValueError("give progress or show_progress_bar, not both")
+            progress = st_options["show_progress_bar"]
+        single = isinstance(texts, str)
+        pre = side_prefix(self.prompt_config, side, prompt_name=spec.prompt_name, prompt=spec.prompt,
+                          instruction=spec.instruction, task=spec.task)
+        emb = self.encode([texts] if single else texts, prompt=pre, batch_tokens=batch_tokens, progress=progress)
+        if st_options.get("normalize_embeddings"):
+            emb = l2_normalize(emb)
+        emb = emb[0] if single else emb
+        if st_options.get("convert_to_tensor") or st_options.get("convert_to_numpy") is False:
+            return torch.from_numpy(np.ascontiguousarray(emb))
+        return emb
 
     def encode_items(self, items: Sequence[tuple[str, PromptSpec]], *, batch_tokens: int | None = None,
                      progress: bool | None = None) -> np.ndarray:

@@ -1,16 +1,19 @@
 """Optional dependencies, imported when a capability runs: a missing one is an ImportError (one CLI line) that
-names the extra that installs it, e.g. ``pip install 'harrier[serve]'``."""
+names the extra that installs it, e.g. ``pip install 'harrier-embed[serve]'``."""
 
 from __future__ import annotations
 
 import importlib
 from types import ModuleType
 
+#: the distribution to install (PyPI's ``harrier`` is another project); the import name is ``harrier``
+DIST = "harrier-embed"
+
 
 def missing_extra(what: str, extra: str, err: ImportError) -> ImportError:
     """The ImportError to raise for ``err`` (a failed import of an optional dependency of ``what``)."""
     name = (err.name or str(err)).split(".")[0]  # the package to install, not its submodule
-    return ImportError(f"{what} needs {name}, which is not installed: pip install 'harrier[{extra}]'")
+    return ImportError(f"{what} needs {name}, which is not installed: pip install '{DIST}[{extra}]'")
 
 
 def require(module: str, extra: str, what: str) -> ModuleType:

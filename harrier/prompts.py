@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from typing import Literal
 
 CARD_TEMPLATE = "Instruct: {instruction}\nQuery: "
 MTEB_TEMPLATE = "Instruct: {instruction}\nQuery:"
@@ -78,6 +79,23 @@ def instruction_prefix(instruction: str, *, template: str = CARD_TEMPLATE) -> st
 def task_prefix(task: str) -> str:
     """The exact query prefix mteb uses for ``task`` with harrier models."""
     return instruction_prefix(task_instruction(task), template=MTEB_TEMPLATE)
+
+
+# What a query gets when the caller names no prompt: harrier checkpoints' retrieval prompt, else the card's "query"
+# (sentence-transformers' encode_query). Documents: sentence-transformers' encode_document candidates, in its order.
+QUERY_PROMPT_NAMES = ("web_search_query", "query")
+DOCUMENT_PROMPT_NAMES = ("document", "passage", "corpus")
+Side = Literal["query", "document"]
+SIDES: tuple[Side, ...] = ("query", "document")
+
+
+def side_prompt_name(prompts: Mapping[str, str], side: Side) -> str | None:
+    """The named prompt a query (or a document) gets when the caller gives none, or None: no prefix. The
+    checkpoint's ``default_prompt_name`` plays no part, as in sentence-transformers v5's encode_query/_document."""
+    if side not in SIDES:
+        raise ValueError(f"side must be one of {', '.join(SIDES)}, got {side!r}")
+    names = QUERY_PROMPT_NAMES if side == "query" else DOCUMENT_PROMPT_NAMES
+    return next((name for name in names if name in prompts), None)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -148,6 +166,16 @@ class Prompt:
 
 
 PromptSpec = Prompt | str | None  # a Prompt, a prompt name, or None (raw: documents)
+
+
+def side_prefix(config: PromptConfig, side: Side, *, prompt_name: str | None = None, prompt: str | None = None,
+                instruction: str | None = None, task: str | None = None) -> str:
+    """The prefix of a query (or document) encode: the given prompt source if any (at most one), else
+    ``side_prompt_name``'s prompt, else none."""
+    if prompt_name is None and prompt is None and instruction is None and task is None:
+        name = side_prompt_name(config.prompts, side)
+        return config.prompts[name] if name is not None else ""
+    return resolve_prefix(config, prompt_name=prompt_name, prompt=prompt, instruction=instruction, task=task)
 
 
 def prefix_for(config: PromptConfig, spec: PromptSpec) -> str:

@@ -199,13 +199,13 @@ def test_ctrl_c_mid_encode_exits_130_and_leaves_nothing(tiny_gemma3_dir, tmp_pat
 
 @pytest.mark.parametrize("missing,argv,needle", [
     ("uvicorn", ["serve", "--model", "{model}"], "harrier serve needs uvicorn, which is not installed: "
-                                                 "pip install 'harrier[serve]'"),
+                                                 "pip install 'harrier-embed[serve]'"),
     ("fastapi", ["serve", "--model", "{model}"], "harrier serve needs fastapi, which is not installed: "
-                                                 "pip install 'harrier[serve]'"),
+                                                 "pip install 'harrier-embed[serve]'"),
     ("pyarrow", ["corpus", "encode", "--model", "{model}", "--input", "{tmp}/ok.txt", "--output", "{tmp}/corpus"],
-     "harrier corpus needs pyarrow, which is not installed: pip install 'harrier[corpus]'"),
+     "harrier corpus needs pyarrow, which is not installed: pip install 'harrier-embed[corpus]'"),
     ("gguf", ["encode", "--model", "{tmp}/m.gguf", "--input", "{tmp}/ok.txt", "--output", "{tmp}/o.npy"],
-     "reading GGUF files needs gguf, which is not installed: pip install 'harrier[gguf]'"),
+     "reading GGUF files needs gguf, which is not installed: pip install 'harrier-embed[gguf]'"),
 ])
 def test_missing_extra_names_it_before_the_model_loads(missing, argv, needle, tiny_gemma3_dir, tmp_path, capsys,
                                                         monkeypatch, weights_read):

@@ -341,7 +341,7 @@ def test_unsupported_tensor_type_is_a_value_error(tmp_path):
 
 def test_missing_gguf_package_says_how_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "gguf", None)
-    with pytest.raises(ImportError, match=r"pip install 'harrier\[gguf\]'"):
+    with pytest.raises(ImportError, match=r"pip install 'harrier-embed\[gguf\]'"):
         read_gguf(tmp_path / "x.gguf")
 
 

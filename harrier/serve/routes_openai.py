@@ -8,7 +8,7 @@ import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from harrier.serve import pipeline
+from harrier.serve import aliases, pipeline
 from harrier.serve.errors import APIError
 from harrier.serve.schemas import EmbeddingRequest, EmbeddingResponse, ModelCard, ModelList
 
@@ -33,14 +33,13 @@ async def create_embeddings(body: EmbeddingRequest, request: Request) -> JSONRes
     state = pipeline.state_of(request)
     runtime = state.runtime
     assert runtime is not None
-    if body.model is not None and body.model != runtime.model_id:
-        raise APIError(404, f"model {body.model!r} is not served here; this server serves {runtime.model_id!r}",
-                       "model")
+    alias = aliases.alias_prompt(body.model, runtime)
     inputs = pipeline.parse_inputs(body.input, state, "input")
     if inputs.ids is not None and not state.config.allow_token_ids:
         raise APIError(400, TOKEN_IDS_REFUSED, "input")
     pipeline.check_dimensions(body.dimensions, runtime.dim)
-    prepared = await pipeline.prepare(state, inputs, pipeline.prompt_choice(body, state), body.truncate, request)
+    choice = aliases.with_alias(pipeline.prompt_choice(body, state), alias, body)
+    prepared = await pipeline.prepare(state, inputs, choice, body.truncate, request)
     emb = pipeline.truncate_dims(await pipeline.embed(state, prepared, request), body.dimensions)
     if body.encoding_format == "base64":
         vectors = [base64.b64encode(row.astype("<f4").tobytes()).decode("ascii") for row in emb]
@@ -49,7 +48,7 @@ async def create_embeddings(body: EmbeddingRequest, request: Request) -> JSONRes
     tokens = prepared.num_tokens
     # Built directly (EmbeddingResponse documents the shape): re-validating 512 x 1024 floats costs more than the
     # forward of short texts.
-    return JSONResponse({"object": "list", "model": runtime.model_id,
+    return JSONResponse({"object": "list", "model": body.model or runtime.model_id,
                          "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)],
                          "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 
@@ -58,7 +57,8 @@ async def create_embeddings(body: EmbeddingRequest, request: Request) -> JSONRes
 async def list_models(request: Request) -> ModelList:
     state = pipeline.state_of(request)
     assert state.runtime is not None
-    return ModelList(data=[ModelCard(id=state.runtime.model_id, created=int(state.started_at))])
+    created = int(state.started_at)
+    return ModelList(data=[ModelCard(id=name, created=created) for name in aliases.model_ids(state.runtime)])
 
 
 def decode_base64(text: str) -> np.ndarray:

@@ -20,4 +20,5 @@ def test_missing_extra_is_named(module, argv, extra, tmp_path, monkeypatch, caps
     monkeypatch.setitem(sys.modules, module, None)  # import fails as when the package is not installed
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("harrier: error: ") and f"pip install 'harrier[{extra}]'" in err[0], err
+    assert len(err) == 1 and err[0].startswith("harrier: error: "), err
+    assert f"pip install 'harrier-embed[{extra}]'" in err[0], err

@@ -105,7 +105,8 @@ def test_overlong_input_truncates_by_default_and_errors_when_asked(http, ids_htt
 
 
 def test_models_route(oai):
-    assert [m.id for m in oai.models.list().data] == [MODEL_NAME]
+    aliases = [f"{MODEL_NAME}@{p}_query" for p in ("bitext", "sts", "web_search")]  # one per named prompt
+    assert [m.id for m in oai.models.list().data] == [MODEL_NAME, *aliases]
 
 
 def test_tei_embed_similarity_tokenize_info(http, reference):
