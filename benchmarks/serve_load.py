@@ -242,6 +242,7 @@ async def bench_system(system: str, args, requests, parity_texts, reference: np.
             got = await embed(client, url, parity_texts)
         result.parity = float(((got * reference).sum(1) / (np.linalg.norm(got, axis=1) *
                                                           np.linalg.norm(reference, axis=1))).min())
+        print(f"  {system} parity: min cosine {result.parity:.6f} against Embedder.encode on 32 texts", flush=True)
         await run_level(url, requests, 8, 8, args.level_timeout)  # warm-up, not reported
         for clients in LEVELS:
             n = max(args.requests, clients)
@@ -278,7 +279,11 @@ def report(results: list[SystemResult], args) -> None:
     print(f"\n{'system':<10}{'min cos vs encode':>19}{'sustain s':>11}{'tok/s':>9}{'errors':>8}{'RSS before MB':>15}"
           f"{'RSS after MB':>14}")
     for res in results:
-        if res.failure or res.sustain is None:
+        if res.failure:
+            continue
+        if res.sustain is None:  # --sustain-s 0
+            print(f"{res.name:<10}{res.parity:>19.6f}{'-':>11}{'-':>9}{'-':>8}{res.rss_before_mb:>15.0f}"
+                  f"{res.rss_after_mb:>14.0f}")
             continue
         s = res.sustain.row()
         print(f"{res.name:<10}{res.parity:>19.6f}{res.sustain.seconds:>11.0f}{s['tok/s']:>9.0f}{s['errors']:>8}"
