@@ -1,6 +1,6 @@
 """Corpus encoding and search: stream JSONL/Parquet/TXT files into resumable Parquet shards of embeddings (locally
-or on a Ray actor pool) and search them (exact, streamed; or an HNSW index). Needs ``pip install 'harrier[corpus]'``
-(pyarrow); the Ray engine needs ``harrier[ray]``.
+or on a Ray actor pool) and search them (exact, streamed; or an HNSW index). Needs
+``pip install 'harrier-embed[corpus]'`` (pyarrow); the Ray engine needs ``harrier-embed[ray]``.
 
     from harrier.corpus.encode import CorpusConfig, encode_corpus
     from harrier.corpus.window import LocalEngine

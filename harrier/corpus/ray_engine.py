@@ -3,7 +3,7 @@ actor, CPU or GPU); each actor runs the same ``encode_window`` as the local engi
 
 The driver keeps reading the inputs and writing the shards (one writer: deterministic shards, the same resume),
 so the inputs and the output directory need only be on the driver's machine; the model path must exist on every
-node. ``ray`` is imported when the engine is built (``pip install 'harrier[ray]'``).
+node. ``ray`` is imported when the engine is built (``pip install 'harrier-embed[ray]'``).
 """
 
 from __future__ import annotations
