@@ -44,7 +44,7 @@ def test_stop_after_shards_then_resume_is_byte_identical(tiny_gemma3_dir, corpus
     assert tree(tmp_path / "part") == tree(tmp_path / "full")
 
 
-def test_kill_9_then_resume_is_byte_identical(tiny_gemma3_dir, corpus, tmp_path):
+def test_kill_9_then_resume_is_byte_identical(tiny_gemma3_dir, corpus, tmp_path, caplog):
     assert main(args(tiny_gemma3_dir, corpus, tmp_path / "full")) == 0
     killed = tmp_path / "killed"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
@@ -57,7 +57,9 @@ def test_kill_9_then_resume_is_byte_identical(tiny_gemma3_dir, corpus, tmp_path)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     assert not (killed / "bad_rows.jsonl").exists(), "the job finished before it was killed"
+    assert (killed / ".harrier.lock").is_file()  # left by the killed job; its flock died with it
     assert main(args(tiny_gemma3_dir, corpus, killed, "--resume")) == 0
+    assert f"taking over the lock of pid {proc.pid} " in caplog.text
     assert not list(killed.glob("*.tmp"))
     assert tree(killed) == tree(tmp_path / "full")
 
