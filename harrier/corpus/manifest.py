@@ -115,7 +115,10 @@ def check_shards(folder: Path, manifest: Manifest, action: str) -> None:
         size = path.stat().st_size
         if size != entry.bytes:
             raise ValueError(f"{where} has {size} bytes, the manifest says {entry.bytes} (changed or truncated)")
-        meta, rows = shard_footer(path)
+        try:
+            meta, rows = shard_footer(path)
+        except ValueError as err:
+            raise ValueError(f"{action} {folder}: {err}") from err
         if rows != entry.rows:
             raise ValueError(f"{where} has {rows} rows, the manifest says {entry.rows}")
         diff = [f"{key} {json.dumps(meta.get(key))[:80]} (manifest: {json.dumps(value)[:80]})"
