@@ -4,16 +4,19 @@ started at once into one folder leave exactly the bytes of one run."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from harrier.cli import main
@@ -173,3 +176,40 @@ def test_train_run_folder_and_mined_file_are_locked(tiny_gemma3_dir, tmp_path, c
     assert f"output {mined} is in use by another harrier job: pid {holder.pid} " in one_error_line(capsys)
     holder.release()
     assert not mined.exists()
+
+
+CACHE_WRITER = """import sys, hashlib
+import numpy as np
+from harrier.eval.cache import CachedEncoder
+
+class Fake:  # a deterministic encoder: the vector is a function of the text
+    name, prompts = "fake", {}
+    def encode(self, texts, *, prompt=None):
+        return np.stack([np.frombuffer(hashlib.sha256(t.encode()).digest(), dtype=np.uint8)[:8].astype(np.float32)
+                         for t in texts])
+
+enc = CachedEncoder(Fake(), sys.argv[1])
+start = int(sys.argv[2])
+for b in range(40):  # overlapping ranges: both processes write many of the same keys, in many transactions
+    enc.encode([f"text {i}" for i in range(start + b * 25, start + b * 25 + 50)])
+enc.close()
+"""
+
+
+def test_eval_cache_shared_by_two_processes_stays_consistent(tmp_path):
+    """``eval --cache-dir`` takes no job lock: its SQLite file is safe under concurrent writers (SQLite's own
+    locking, one short transaction per batch); two processes writing at once leave every vector right."""
+    from harrier.eval.cache import _key
+
+    cache = tmp_path / "cache"
+    procs = [subprocess.Popen([sys.executable, "-c", CACHE_WRITER, str(cache), str(start)], env=ENV,
+                              stderr=subprocess.PIPE) for start in (0, 500)]
+    for p in procs:
+        assert p.wait(timeout=120) == 0, p.stderr.read().decode()
+    (db,) = cache.glob("*.sqlite")
+    rows = dict(sqlite3.connect(db).execute("SELECT k, v FROM emb"))
+    expected = {f"text {i}" for i in range(0, 1525)}
+    assert len(rows) == len(expected)
+    for text in expected:
+        want = np.frombuffer(hashlib.sha256(text.encode()).digest(), dtype=np.uint8)[:8].astype(np.float32)
+        np.testing.assert_array_equal(np.frombuffer(rows[_key(None, text)], dtype=np.float32), want)
