@@ -86,13 +86,20 @@ def job_prompt(args: argparse.Namespace):
 
 
 def cmd_corpus_encode(args: argparse.Namespace) -> int:
+    from harrier.corpus.encode import lock_output
+    from harrier.corpus.shards import require_pyarrow
+
+    require_pyarrow()
+    with lock_output(Path(args.output).expanduser()):  # held from before the model loads to the job's end
+        return _corpus_encode(args)
+
+
+def _corpus_encode(args: argparse.Namespace) -> int:
     from harrier.corpus.encode import CorpusConfig, check_output, encode_corpus
     from harrier.corpus.readers import ReaderConfig, expand_inputs
-    from harrier.corpus.shards import require_pyarrow
     from harrier.engine import DEFAULT_BATCH_TOKENS
 
-    require_pyarrow()  # these checks run before the model loads
-    expand_inputs(args.input)
+    expand_inputs(args.input)  # these checks run before the model loads
     check_output(Path(args.output).expanduser(), resume=args.resume)
     model = load(args)
     cfg = CorpusConfig(
@@ -140,8 +147,8 @@ def cmd_corpus_index(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from harrier.corpus.manifest import Manifest, model_fingerprint
-    from harrier.corpus.search import ann_search, exact_search, recall_at_k
+    from harrier.corpus.manifest import model_fingerprint
+    from harrier.corpus.search import ann_search, exact_search, open_index, recall_at_k
     from harrier.corpus.shards import require_pyarrow
     from harrier.extras import require
 
@@ -151,8 +158,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     if not queries:
         raise ValueError("no queries: pass --query TEXT or --queries FILE")
     index = Path(args.index)
-    manifest = Manifest.load(index)
     require_pyarrow()  # before the model loads
+    manifest = open_index(index)  # every shard checked against the manifest
     if args.ann:
         require("faiss", "corpus", "the ANN index")
     model = load(args)

@@ -25,6 +25,7 @@ from harrier.corpus.manifest import (
     MANIFEST,
     Manifest,
     ShardEntry,
+    check_shards,
     input_stamp,
     model_fingerprint,
     settings_diff,
@@ -32,10 +33,12 @@ from harrier.corpus.manifest import (
 from harrier.corpus.readers import BadRow, ReaderConfig, Record, count_rows, expand_inputs, iter_rows
 from harrier.corpus.shards import STORE_DTYPES, ShardWriter, require_pyarrow
 from harrier.corpus.window import Window, WindowEngine, prompt_to_json, windows_of
+from harrier.joblock import hold
 from harrier.outputs import check_dir
 from harrier.prompts import PromptSpec
 
 log = logging.getLogger(__name__)
+JOB_TMP = ("shard-*.parquet.tmp", MANIFEST + ".tmp", BAD_ROWS + ".tmp")  # the temporary files a job writes
 
 
 @dataclass(frozen=True)
@@ -119,9 +122,17 @@ def job_settings(cfg: CorpusConfig, files: list[Path], model, fingerprint: str) 
     }
 
 
+def lock_output(out: Path):
+    """The job lock of an output folder (a context manager; the folder is created): one writer at a time."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"output {out} is a file; corpus output is a directory")
+    check_dir(out, "output")
+    return hold(out, f"output {out}")
+
+
 def check_output(out: Path, *, resume: bool) -> None:
-    """The cheap checks of a job's output folder, run before the model loads: a folder files can be made in (it is
-    created), holding this job's manifest only with ``resume`` and no stray Parquet files."""
+    """The cheap checks of a job's output folder, run before the model loads (under its lock): a folder files can
+    be made in (it is created), holding this job's manifest only with ``resume`` and no stray Parquet files."""
     if out.exists() and not out.is_dir():
         raise ValueError(f"output {out} is a file; corpus output is a directory")
     existing = (out / MANIFEST).is_file()
@@ -143,20 +154,20 @@ def open_job(cfg: CorpusConfig, settings: dict) -> Manifest:
     diff = settings_diff(manifest.settings, settings)
     if diff:
         raise ValueError(f"cannot resume {out}: settings differ from the first run ({'; '.join(diff)})")
-    for shard in manifest.shards:
-        path = out / shard.file
-        if not path.is_file() or path.stat().st_size != shard.bytes:
-            raise ValueError(f"cannot resume {out}: finished shard {shard.file} is missing or changed")
-    for tmp in out.glob("*.tmp"):
-        tmp.unlink()
+    check_shards(out, manifest, "cannot resume")
+    for pattern in JOB_TMP:  # under the job lock: these are a dead run's, never a live one's
+        for tmp in out.glob(pattern):
+            log.info("removing %s, left by an interrupted run", tmp)
+            tmp.unlink()
     return manifest
 
 
 def encode_corpus(cfg: CorpusConfig, model, engine: WindowEngine) -> CorpusResult:
-    """Run (or resume) a corpus job with a loaded ``Embedder`` (settings, fingerprint) and an engine (compute);
-    the engine is closed at the end."""
+    """Run (or resume) a corpus job with a loaded ``Embedder`` (settings, fingerprint) and an engine (compute),
+    holding the output's job lock; the engine is closed at the end."""
     try:
-        return _run(cfg, model, engine)
+        with lock_output(cfg.output):
+            return _run(cfg, model, engine)
     finally:
         engine.close()
 

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 FORMAT = "harrier-corpus/1"
+# what each shard's metadata must agree on with the manifest's settings (the shard's "shard" is its own number)
+SHARD_SETTINGS = ("model_fingerprint", "prompt", "prefix", "dtype", "harrier_version")
 MANIFEST = "manifest.json"
 BAD_ROWS = "bad_rows.jsonl"
 MODEL_SUFFIXES = (".safetensors", ".gguf", ".json", ".bin")
@@ -94,3 +96,32 @@ def settings_diff(old: dict, new: dict) -> list[str]:
             a, b = json.dumps(old.get(key))[:120], json.dumps(new.get(key))[:120]
             out.append(f"{key}: {a} -> {b}")
     return out
+
+
+def check_shards(folder: Path, manifest: Manifest, action: str) -> None:
+    """Every finished shard the manifest lists is there, has the size and row count it records, and was made with
+    the manifest's settings (model, prompt, dtype, store dtype, dim); a ValueError naming the first shard that is
+    not. Reads only the Parquet footers, so it is cheap before a search."""
+    from harrier.corpus.shards import shard_footer
+
+    settings = manifest.settings
+    want = {**{k: settings.get(k) for k in SHARD_SETTINGS}, "embedding_dtype": settings.get("store_dtype"),
+            "dim": settings.get("dim")}
+    for k, entry in enumerate(manifest.shards):
+        path = folder / entry.file
+        where = f"{action} {folder}: shard {entry.file}"
+        if not path.is_file():
+            raise ValueError(f"{where} is missing (the manifest lists it as finished)")
+        size = path.stat().st_size
+        if size != entry.bytes:
+            raise ValueError(f"{where} has {size} bytes, the manifest says {entry.bytes} (changed or truncated)")
+        try:
+            meta, rows = shard_footer(path)
+        except ValueError as err:
+            raise ValueError(f"{action} {folder}: {err}") from err
+        if rows != entry.rows:
+            raise ValueError(f"{where} has {rows} rows, the manifest says {entry.rows}")
+        diff = [f"{key} {json.dumps(meta.get(key))[:80]} (manifest: {json.dumps(value)[:80]})"
+                for key, value in {**want, "shard": k}.items() if meta.get(key) != value]
+        if diff:
+            raise ValueError(f"{where} was written by another job: {'; '.join(diff)}")

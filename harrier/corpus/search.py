@@ -14,9 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from harrier.corpus.manifest import Manifest
+from harrier.corpus.manifest import Manifest, check_shards
 from harrier.corpus.shards import read_vectors, require_pyarrow
 from harrier.extras import require
+from harrier.joblock import hold
+from harrier.outputs import atomic_file
 from harrier.vectors import l2_normalize
 
 log = logging.getLogger(__name__)
@@ -32,13 +34,16 @@ class Hit:
     row: int  # global row number (shard order, then row order)
 
 
-def open_index(index: Path) -> Manifest:
+def open_index(index: Path, action: str = "cannot search") -> Manifest:
+    """The manifest of a corpus folder after checking every finished shard against it (one line naming the first
+    shard that is missing, changed or made by another job)."""
     require_pyarrow()
     manifest = Manifest.load(index)
     if not manifest.complete:
         log.warning("%s is an unfinished corpus job: searching its %d finished shards", index, len(manifest.shards))
     if not manifest.shards:
         raise ValueError(f"index {index} has no finished shards")
+    check_shards(index, manifest, action)
     return manifest
 
 
@@ -111,21 +116,28 @@ def _faiss():
 
 
 def build_ann(index: Path, *, m: int = 32, ef_construction: int = 200) -> Path:
-    """An HNSW (inner product on unit vectors) over all finished shards, written next to them. Holds every vector
-    in memory while it builds (as any in-memory ANN index does)."""
+    """An HNSW (inner product on unit vectors) over all finished shards, written next to them under the folder's
+    job lock (not while a corpus job or another index build writes it). Holds every vector in memory while it
+    builds (as any in-memory ANN index does)."""
     faiss = _faiss()
-    manifest = open_index(index)
-    dim = int(manifest.settings["dim"])
-    ann = faiss.IndexHNSWFlat(dim, m, faiss.METRIC_INNER_PRODUCT)
-    ann.hnsw.efConstruction = ef_construction
-    for shard in manifest.shards:
-        for batch in read_vectors(index / shard.file, columns=("embedding",)):
-            ann.add(np.ascontiguousarray(l2_normalize(batch["embedding"])))
-    path = index / ANN_FILE
-    faiss.write_index(ann, str(path))
-    info = {"kind": "faiss-hnsw-flat-ip", "m": m, "ef_construction": ef_construction, "rows": manifest.rows,
-            "shards": [s.file for s in manifest.shards]}
-    (index / ANN_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    with hold(index, f"index {index}"):
+        manifest = open_index(index, "cannot index")
+        for name in (ANN_FILE, ANN_INFO):  # a killed build's temporary files (atomic_file names)
+            for tmp in index.glob(f".{name}.*.tmp"):
+                tmp.unlink()
+        dim = int(manifest.settings["dim"])
+        ann = faiss.IndexHNSWFlat(dim, m, faiss.METRIC_INNER_PRODUCT)
+        ann.hnsw.efConstruction = ef_construction
+        for shard in manifest.shards:
+            for batch in read_vectors(index / shard.file, columns=("embedding",)):
+                ann.add(np.ascontiguousarray(l2_normalize(batch["embedding"])))
+        path = index / ANN_FILE
+        with atomic_file(path, "wb") as f:
+            f.write(faiss.serialize_index(ann).tobytes())
+        info = {"kind": "faiss-hnsw-flat-ip", "m": m, "ef_construction": ef_construction, "rows": manifest.rows,
+                "shards": [s.file for s in manifest.shards]}
+        with atomic_file(index / ANN_INFO, "w", encoding="utf-8") as f:
+            f.write(json.dumps(info, indent=2) + "\n")
     return path
 
 

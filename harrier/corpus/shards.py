@@ -103,6 +103,21 @@ def shard_metadata(path: Path) -> dict:
     return json.loads(raw)
 
 
+def shard_footer(path: Path) -> tuple[dict, int]:
+    """A shard's harrier metadata and row count from its Parquet footer (ValueError naming a file that is not a
+    readable shard)."""
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.ParquetFile(path).metadata
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: not a readable Parquet shard ({str(err).splitlines()[0][:200]})") from err
+    raw = (meta.schema.to_arrow_schema().metadata or {}).get(METADATA_KEY)
+    if raw is None:
+        raise ValueError(f"{path}: not a harrier shard (no '{METADATA_KEY.decode()}' metadata)")
+    return json.loads(raw), meta.num_rows
+
+
 def read_vectors(path: Path, batch_rows: int = 65_536,
                  columns: Sequence[str] = ("id", "embedding")) -> Iterator[dict]:
     """A shard's rows in batches of at most ``batch_rows``: {"embedding": float32 [n, D], other columns as lists}."""

@@ -6,6 +6,7 @@ The lead's ``harrier/cli.py`` calls :func:`add_parsers` on its subparsers and :f
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -106,8 +107,16 @@ def distill_config(args: argparse.Namespace) -> dict[str, Any]:
     return raw
 
 
+def _main_rank_lock(folder: str, what: str):
+    """The job lock of a run folder in the main process (torchrun's other ranks take none)."""
+    from harrier.joblock import hold
+
+    return hold(folder, f"{what} {folder}") if os.environ.get("RANK", "0") == "0" else contextlib.nullcontext()
+
+
 def run(args: argparse.Namespace) -> int:
     """Execute one training subcommand; returns the process exit code."""
+    from harrier.joblock import hold
     from harrier.outputs import check_dir, check_file
     from harrier.train import config as train_config
 
@@ -120,7 +129,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             cfg = train_config.from_dict(train_config.apply_overrides(distill_config(args), args.set))
         check_dir(cfg.run.output, "run.output")
-        out = train(cfg, resume=args.resume)
+        with _main_rank_lock(cfg.run.output, "run.output"):  # before any model loads; train() holds it again
+            out = train(cfg, resume=args.resume)
         if os.environ.get("RANK", "0") != "0":  # torchrun: one report, from rank 0
             return 0
         print(f"stopped early; resume with --resume (checkpoints in {cfg.run.output})" if out is None
@@ -131,9 +141,10 @@ def run(args: argparse.Namespace) -> int:
         from harrier.train.mine import mine_file
 
         check_file(args.output)
-        model = Embedder.from_pretrained(args.model, device=args.device)
-        n = mine_file(model, args.queries, args.corpus, args.output, k=args.k, range_min=args.range_min,
-                      range_max=args.range_max, margin=args.margin)
+        with hold(args.output, f"output {args.output}", folder=False):
+            model = Embedder.from_pretrained(args.model, device=args.device)
+            n = mine_file(model, args.queries, args.corpus, args.output, k=args.k, range_min=args.range_min,
+                          range_max=args.range_max, margin=args.margin)
         print(f"wrote {n} records with hard negatives to {args.output}")
         return 0
     if cmd == "score-teacher":
@@ -147,7 +158,8 @@ def run(args: argparse.Namespace) -> int:
         cfg = TeacherConfig(path=args.teacher, query_prompt=q if args.query_prompt is None else args.query_prompt,
                             document_prompt=d if args.document_prompt is None else args.document_prompt)
         device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        n = score_file(Teacher(cfg, device), Path(args.data), Path(args.output))
+        with hold(args.output, f"output {args.output}", folder=False):
+            n = score_file(Teacher(cfg, device), Path(args.data), Path(args.output))
         print(f"wrote {n} scored records to {args.output}")
         return 0
     if cmd == "merge":

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from harrier.embedder import Embedder
+from harrier.joblock import hold
 from harrier.loading import LoadedModel
 from harrier.train import checkpoint
 from harrier.train.config import TrainConfig, to_dict
@@ -292,8 +293,15 @@ def run_eval(student: LoadedModel, cfg: TrainConfig, step: int, log_file: TextIO
 
 # ---------------------------------------------------------------- the loop
 def train(cfg: TrainConfig, *, resume: bool = False) -> Path | None:
-    """Run training; returns the exported model directory (``None`` when stopped early by ``run.stop_after``)."""
+    """Run training; returns the exported model directory (``None`` when stopped early by ``run.stop_after``).
+
+    The main rank holds ``run.output``'s job lock for the whole run, so a second run into the folder is refused."""
     info = init_from_env(cfg.run.device)
+    with hold(cfg.run.output, f"run.output {cfg.run.output}") if info.is_main else contextlib.nullcontext():
+        return _train(cfg, info, resume=resume)
+
+
+def _train(cfg: TrainConfig, info: DistInfo, *, resume: bool) -> Path | None:
     torch.manual_seed(cfg.run.seed)
     out = Path(cfg.run.output)
     ckpt_root = out / "checkpoints"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from harrier.joblock import hold
 from harrier.outputs import atomic_file
 from harrier.train.records import JsonlDataset, Record, data_files
 
@@ -61,7 +62,15 @@ def mine_hard_negatives(q_emb: np.ndarray, pos_emb: np.ndarray, c_emb: np.ndarra
 
 def mine_file(embedder, queries: str | Path, corpus: str | Path, output: str | Path, *, k: int = 7,
               range_min: int = 0, range_max: int = 100, margin: float = 0.05, batch_tokens: int = 16_384) -> int:
-    """Write ``output``: the query records with ``negatives`` filled from ``corpus``. Returns records written."""
+    """Write ``output`` (holding its job lock): the query records with ``negatives`` filled from ``corpus``.
+    Returns records written."""
+    with hold(output, f"output {output}", folder=False):
+        return _mine_file(embedder, queries, corpus, output, k=k, range_min=range_min, range_max=range_max,
+                          margin=margin, batch_tokens=batch_tokens)
+
+
+def _mine_file(embedder, queries: str | Path, corpus: str | Path, output: str | Path, *, k: int, range_min: int,
+               range_max: int, margin: float, batch_tokens: int) -> int:
     qs = read_records(queries)
     if any(r.text_only for _, r in qs):
         raise ValueError(f"{queries}: mining needs query records with positives")

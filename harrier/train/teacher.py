@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from harrier.joblock import hold
 from harrier.jsonl import JsonlError, parse_lines
 from harrier.outputs import atomic_file
 from harrier.train.config import TeacherConfig
@@ -73,9 +74,10 @@ def _raw_lines(path: Path) -> Iterator[tuple[int, dict]]:
 
 
 def score_file(teacher: Teacher, src: Path, dst: Path, *, chunk: int = 256) -> int:
-    """Copy ``src`` to ``dst`` adding ``teacher_scores`` to every pair record; returns the number scored."""
+    """Copy ``src`` to ``dst`` (holding its job lock) adding ``teacher_scores`` to every pair record; returns the
+    number scored."""
     n = 0
-    with atomic_file(dst, "w", encoding="utf-8") as out:
+    with hold(dst, f"output {dst}", folder=False), atomic_file(dst, "w", encoding="utf-8") as out:
         buf: list[tuple[dict, Record]] = []
 
         def flush() -> None:

@@ -44,7 +44,7 @@ def test_stop_after_shards_then_resume_is_byte_identical(tiny_gemma3_dir, corpus
     assert tree(tmp_path / "part") == tree(tmp_path / "full")
 
 
-def test_kill_9_then_resume_is_byte_identical(tiny_gemma3_dir, corpus, tmp_path):
+def test_kill_9_then_resume_is_byte_identical(tiny_gemma3_dir, corpus, tmp_path, caplog):
     assert main(args(tiny_gemma3_dir, corpus, tmp_path / "full")) == 0
     killed = tmp_path / "killed"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
@@ -57,7 +57,9 @@ def test_kill_9_then_resume_is_byte_identical(tiny_gemma3_dir, corpus, tmp_path)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     assert not (killed / "bad_rows.jsonl").exists(), "the job finished before it was killed"
+    assert (killed / ".harrier.lock").is_file()  # left by the killed job; its flock died with it
     assert main(args(tiny_gemma3_dir, corpus, killed, "--resume")) == 0
+    assert f"taking over the lock of pid {proc.pid} " in caplog.text
     assert not list(killed.glob("*.tmp"))
     assert tree(killed) == tree(tmp_path / "full")
 
@@ -73,3 +75,48 @@ def test_resume_refuses_other_settings(tiny_gemma3_dir, corpus, tmp_path, capsys
     corpus.write_text(corpus.read_text() + '{"id": "new", "text": "appended"}\n')
     assert main(args(tiny_gemma3_dir, corpus, out, "--resume")) == 2
     assert "inputs:" in capsys.readouterr().err
+
+
+def test_resume_removes_only_its_own_temporary_files(tiny_gemma3_dir, corpus, tmp_path):
+    out = tmp_path / "o"
+    assert main(args(tiny_gemma3_dir, corpus, out, "--max-shards", "2")) == 0
+    (out / "shard-00002.parquet.tmp").write_bytes(b"torn")  # a killed run's half-written shard
+    (out / "manifest.json.tmp").write_text("{")
+    (out / "notes.tmp").write_text("the user's")
+    assert main(args(tiny_gemma3_dir, corpus, out, "--resume")) == 0
+    assert sorted(p.name for p in out.glob("*.tmp")) == ["notes.tmp"]
+    assert (out / "notes.tmp").read_text() == "the user's"
+
+
+def test_a_mixed_folder_is_refused_by_resume_and_search_naming_the_shard(tiny_gemma3_dir, corpus, tmp_path, capsys):
+    """A shard written with another prompt (two jobs at once, before the lock existed) fits the manifest's size and
+    row count here; its metadata gives it away, before any model loads."""
+    import json
+
+    plain, query = tmp_path / "plain", tmp_path / "query"
+    assert main(args(tiny_gemma3_dir, corpus, plain, "--max-shards", "2")) == 0
+    assert main(args(tiny_gemma3_dir, corpus, query, "--max-shards", "2", "--prompt-name", "web_search_query")) == 0
+    (plain / "shard-00001.parquet").write_bytes((query / "shard-00001.parquet").read_bytes())
+    manifest = json.loads((plain / "manifest.json").read_text())
+    manifest["shards"][1]["bytes"] = (plain / "shard-00001.parquet").stat().st_size
+    (plain / "manifest.json").write_text(json.dumps(manifest))
+    capsys.readouterr()
+    assert main(args(tiny_gemma3_dir, corpus, plain, "--resume")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"harrier: error: cannot resume {plain}: shard shard-00001.parquet "
+                                               "was written by another job: prompt ") and "web_search_query" in err[0]
+    no_model = str(tmp_path / "no-model")  # the check runs before the model loads
+    assert main(["search", "--model", no_model, "--index", str(plain), "--query", "fox"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"harrier: error: cannot search {plain}: shard shard-00001.parquet "
+                                               "was written by another job: prompt ")
+    (plain / "shard-00001.parquet").write_bytes(b"x" * manifest["shards"][1]["bytes"])  # same size, not Parquet
+    assert main(["search", "--model", no_model, "--index", str(plain), "--query", "fox"]) == 2
+    assert f"cannot search {plain}: {plain / 'shard-00001.parquet'}: not a readable Parquet shard (" \
+        in capsys.readouterr().err
+    (plain / "shard-00000.parquet").write_bytes(b"short")
+    assert main(["search", "--model", no_model, "--index", str(plain), "--query", "fox"]) == 2
+    assert "shard shard-00000.parquet has 5 bytes, the manifest says" in capsys.readouterr().err
+    (plain / "shard-00000.parquet").unlink()
+    assert main(args(tiny_gemma3_dir, corpus, plain, "--resume")) == 2
+    assert "shard shard-00000.parquet is missing (the manifest lists it as finished)" in capsys.readouterr().err

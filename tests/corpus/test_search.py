@@ -20,14 +20,16 @@ def write_index(folder, emb: np.ndarray, shard_rows: int) -> list[str]:
     """A corpus directory written with the shard writer directly (vectors of our choosing, no model)."""
     folder.mkdir()
     ids = [f"v{i}" for i in range(len(emb))]
-    manifest = Manifest(settings={"dim": emb.shape[1], "model_fingerprint": "x"}, complete=True)
+    manifest = Manifest(settings={"dim": emb.shape[1], "model_fingerprint": "x", "store_dtype": "float32"},
+                        complete=True)
     for k, start in enumerate(range(0, len(emb), shard_rows)):
         name = f"shard-{k:05d}.parquet"
-        w = ShardWriter(folder / name, emb.shape[1], "float32", {})
+        w = ShardWriter(folder / name, emb.shape[1], "float32", {"model_fingerprint": "x", "shard": k})
         part = slice(start, start + shard_rows)
         w.write(ids[part], emb[part], [1] * len(ids[part]), [False] * len(ids[part]))
         w.commit()
-        manifest.shards.append(ShardEntry(name, len(ids[part]), ids[part][0], ids[part][-1], 0))
+        manifest.shards.append(ShardEntry(name, len(ids[part]), ids[part][0], ids[part][-1],
+                                          (folder / name).stat().st_size))
         manifest.rows += len(ids[part])
     manifest.save(folder)
     return ids
