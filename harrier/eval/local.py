@@ -71,9 +71,19 @@ def _text(path: Path, row: Mapping[str, object], field: str) -> str:
     return value
 
 
+def _cluster_label(path: Path, row: Mapping[str, object]) -> str | list[str]:
+    """A label, or a list of labels from the top level down (hierarchical clustering)."""
+    label = row["label"]
+    if isinstance(label, list):
+        if not label:
+            raise ValueError(f"{path}:{row['_line']}: field 'label' must not be an empty list")
+        return [str(x) for x in label]
+    return str(label)
+
+
 def _simple(path: Path, rows: list[dict[str, object]], task_type: str) -> TaskData:
     if task_type == "Clustering":
-        return ClusteringData([_text(path, r, "text") for r in rows], [str(r["label"]) for r in rows])
+        return ClusteringData([_text(path, r, "text") for r in rows], [_cluster_label(path, r) for r in rows])
     first, second = [_text(path, r, "sentence1") for r in rows], [_text(path, r, "sentence2") for r in rows]
     if task_type == "STS":
         return PairData(first, second, scores=[_number(path, r, "score") for r in rows])

@@ -223,14 +223,33 @@ def classification_scores(train_emb: np.ndarray, train_labels: Sequence[object],
     return out
 
 
-def clustering_sample(rng: random.Random, n: int, max_documents: int | None) -> list[int]:
-    """Documents embedded for a v2 clustering subset (mteb AbsTaskClustering: ``rng.sample`` of the rows)."""
-    return rng.sample(range(n), k=min(n, max_documents if max_documents is not None else n))
+def clustering_sample(rng: random.Random, n: int, k: int | None) -> list[int]:
+    """Documents embedded for a v2 clustering subset (mteb AbsTaskClustering: ``rng.sample`` of ``k`` rows; None:
+    every row in order, without a draw, as mteb does when the task caps neither count nor fraction)."""
+    return list(range(n)) if k is None else rng.sample(range(n), k=min(n, k))
+
+
+def clustering_levels(labels: Sequence[object], max_depth: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(row indices, gold labels) of each level of single-level or hierarchical labels (a list per row, top level
+    first), as mteb's ``_evaluate_clustering_bootstrapped`` builds them: levels up to ``max_depth``; a row without
+    the level gets -1, and rows whose level label is -1 are dropped. mteb compares after ``np.array`` has made every
+    label a string when any is one, so a missing level of string labels stays in as "-1"; kept for parity."""
+    rows = [list(y) if isinstance(y, list | tuple) else [y] for y in labels]
+    deepest = max(map(len, rows))
+    depth = deepest if max_depth is None else min(max_depth, deepest)
+    out = []
+    for level in range(depth):
+        y = np.array([r[level] if len(r) > level else -1 for r in rows])
+        valid = np.array([v != -1 for v in y])
+        out.append((np.flatnonzero(valid), y[valid]))
+    return out
 
 
 def clustering_scores(emb: np.ndarray, labels: Sequence[object], rng: random.Random, *, n_clusters: int = 10,
-                      cluster_size: int = 16_384, batch_size: int = 512, seed: int = SEED) -> dict[str, object]:
-    """Bootstrapped MiniBatchKMeans V-measure, mteb's v2 clustering protocol (single-level labels).
+                      cluster_size: int = 16_384, batch_size: int = 512, max_depth: int | None = None,
+                      seed: int = SEED) -> dict[str, object]:
+    """Bootstrapped MiniBatchKMeans V-measure and AMI, mteb's v2 clustering protocol, per label level (see
+    ``clustering_levels``); the main score is the mean over every draw of every level.
 
     ``rng`` is the task's ``random.Random(seed)`` after the document sampling: mteb shares one generator across the
     subsets of a task, so callers fast-forward it to reproduce a subset (see ``run.py``).
@@ -238,29 +257,36 @@ def clustering_scores(emb: np.ndarray, labels: Sequence[object], rng: random.Ran
     from sklearn.cluster import MiniBatchKMeans
     from sklearn.metrics.cluster import adjusted_mutual_info_score, v_measure_score
 
-    y = np.asarray(labels)
     x = _as_f32(emb)
-    model = MiniBatchKMeans(n_clusters=np.unique(y).size, batch_size=batch_size, init="k-means++", n_init=1,
-                            random_state=seed)
-    v, ami = [], []
-    for _ in range(n_clusters):
-        idx = rng.choices(range(len(x)), k=cluster_size)
-        assignment = model.fit_predict(x[idx])
-        v.append(float(v_measure_score(y[idx], assignment)))
-        ami.append(float(adjusted_mutual_info_score(y[idx], assignment)))
+    v: dict[str, list[float]] = {}
+    ami: dict[str, list[float]] = {}
+    for level, (rows, y) in enumerate(clustering_levels(labels, max_depth)):
+        model = MiniBatchKMeans(n_clusters=np.unique(y).size, batch_size=batch_size, init="k-means++", n_init=1,
+                                random_state=seed)
+        x_level = x[rows]
+        v_level, ami_level = v.setdefault(f"Level {level}", []), ami.setdefault(f"Level {level}", [])
+        for _ in range(n_clusters):
+            idx = rng.choices(range(len(x_level)), k=cluster_size)
+            assignment = model.fit_predict(x_level[idx])
+            v_level.append(float(v_measure_score(y[idx], assignment)))
+            ami_level.append(float(adjusted_mutual_info_score(y[idx], assignment)))
+    v_all = [s for level in v.values() for s in level]
+    ami_all = [s for level in ami.values() for s in level]
     return {
-        "v_measures": {"Level 0": v}, "v_measure": float(np.mean(v)), "v_measure_std": float(np.std(v)),
-        "ami_scores": {"Level 0": ami}, "ami": float(np.mean(ami)), "ami_std": float(np.std(ami)),
-        "main_score": float(np.mean(v)),
+        "v_measures": v, "v_measure": float(np.mean(v_all)), "v_measure_std": float(np.std(v_all)),
+        "ami_scores": ami, "ami": float(np.mean(ami_all)), "ami_std": float(np.std(ami_all)),
+        "main_score": float(np.mean(v_all)),
     }
 
 
-def skip_clustering_draws(rng: random.Random, n: int, max_documents: int | None, *, n_clusters: int = 10,
-                          cluster_size: int = 16_384) -> None:
-    """Advance ``rng`` exactly as one v2 clustering subset of ``n`` rows would, without embedding anything."""
-    k = len(clustering_sample(rng, n, max_documents))
-    for _ in range(n_clusters):
-        rng.choices(range(k), k=cluster_size)
+def skip_clustering_draws(rng: random.Random, labels: Sequence[object], k: int | None, *, n_clusters: int = 10,
+                          cluster_size: int = 16_384, max_depth: int | None = None) -> None:
+    """Advance ``rng`` exactly as one v2 clustering subset with these labels (``k`` rows sampled) would, embedding
+    nothing."""
+    picked = clustering_sample(rng, len(labels), k)
+    for rows, _ in clustering_levels([labels[i] for i in picked], max_depth):
+        for _ in range(n_clusters):
+            rng.choices(range(len(rows)), k=cluster_size)
 
 
 def clustering_legacy_scores(emb: np.ndarray, labels: Sequence[object], *, n_sets: int = 1, batch_size: int = 500,

@@ -18,6 +18,7 @@ from harrier.eval.protocols import (
     ClassificationProtocol,
     ClusteringProtocol,
     LegacyClusteringProtocol,
+    RetrievalProtocol,
     STSProtocol,
 )
 from harrier.eval.results import TaskResult, subset_entry
@@ -84,10 +85,11 @@ def _clustering(enc: Encoder, task: TaskSpec, data: ClusteringData, policy: Prom
                 protocol: ClusteringProtocol, rng: random.Random | None) -> Mapping[str, object]:
     """v2 clustering; ``rng`` is the task's shared generator (None: a fresh one, as the task's first subset gets)."""
     rng = rng if rng is not None else random.Random(metrics.SEED)
-    picked = metrics.clustering_sample(rng, len(data.texts), protocol.max_documents)
+    picked = metrics.clustering_sample(rng, len(data.texts), protocol.documents(len(data.texts)))
     emb = enc.encode([data.texts[i] for i in picked], prompt=policy.prompt(task, None))
     return metrics.clustering_scores(emb, [data.labels[i] for i in picked], rng, n_clusters=protocol.n_clusters,
-                                     cluster_size=protocol.cluster_size)
+                                     cluster_size=protocol.cluster_size, batch_size=protocol.batch_size,
+                                     max_depth=protocol.max_depth)
 
 
 def _retrieval(enc: Encoder, task: TaskSpec, data: RetrievalData, policy: PromptPolicy) -> Mapping[str, object]:
@@ -98,8 +100,15 @@ def _retrieval(enc: Encoder, task: TaskSpec, data: RetrievalData, policy: Prompt
     if data.candidates is not None:
         pos = {d: i for i, d in enumerate(dids)}
         candidates = [[pos[d] for d in data.candidates.get(q, ())] for q in qids]
-    ranked = metrics.rank_documents(q_emb, d_emb, dids, top_k=1000, candidates=candidates)
-    scores: dict[str, object] = dict(metrics.retrieval_scores(dict(zip(qids, ranked, strict=True)), data.qrels))
+    protocol = task.protocol
+    assert isinstance(protocol, RetrievalProtocol)
+    ranked = metrics.rank_documents(q_emb, d_emb, dids, top_k=max(protocol.k_values), candidates=candidates)
+    run = dict(zip(qids, ranked, strict=True))
+    if protocol.ignore_identical_ids:  # mteb drops them from the top-k, after the search
+        run = {q: {d: s for d, s in docs.items() if d != q} for q, docs in run.items()}
+    if protocol.skip_first_result:
+        run = {q: dict(sorted(docs.items(), key=lambda x: x[1], reverse=True)[1:]) for q, docs in run.items()}
+    scores: dict[str, object] = dict(metrics.retrieval_scores(run, data.qrels, protocol.k_values))
     scores["main_score"] = scores[task.main_score]
     return scores
 
@@ -135,8 +144,9 @@ def _clustering_rng(task: TaskSpec, root: Path, subset: str) -> random.Random | 
         data = task.load(root, previous, task.splits[0])
         if not isinstance(data, ClusteringData):
             raise TypeError(f"{task.name} {previous}: a clustering task loaded {type(data).__name__}")
-        metrics.skip_clustering_draws(rng, len(data.texts), protocol.max_documents, n_clusters=protocol.n_clusters,
-                                      cluster_size=protocol.cluster_size)
+        metrics.skip_clustering_draws(rng, data.labels, protocol.documents(len(data.texts)),
+                                      n_clusters=protocol.n_clusters, cluster_size=protocol.cluster_size,
+                                      max_depth=protocol.max_depth)
     return rng
 
 

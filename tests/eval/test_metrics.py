@@ -124,12 +124,16 @@ def test_clustering_legacy_scores_each_consecutive_set():
     assert s["main_score"] != pytest.approx(metrics.clustering_legacy_scores(x, y)["main_score"], abs=1e-3)
 
 
-def test_skip_clustering_draws_matches_real_draws():
+@pytest.mark.parametrize(("labels", "k"), [([i % 3 for i in range(50)], None), ([i % 3 for i in range(50)], 20),
+                                           ([["a", "b"] if i % 4 else ["c"] for i in range(50)], 30),
+                                           ([[1, 2] if i % 4 else [3] for i in range(50)], None)],
+                         ids=["all-rows", "sampled", "hierarchical-strings", "hierarchical-ints"])
+def test_skip_clustering_draws_matches_real_draws(labels, k):
     a, b = random.Random(42), random.Random(42)
-    metrics.skip_clustering_draws(a, 50, None, n_clusters=3, cluster_size=7)
-    picked = metrics.clustering_sample(b, 50, None)
-    for _ in range(3):
-        b.choices(range(len(picked)), k=7)
+    metrics.skip_clustering_draws(a, labels, k, n_clusters=3, cluster_size=7)
+    picked = metrics.clustering_sample(b, len(labels), k)
+    emb = np.random.default_rng(0).normal(size=(len(picked), 4)).astype(np.float32)
+    metrics.clustering_scores(emb, [labels[i] for i in picked], b, n_clusters=3, cluster_size=7)
     assert a.random() == b.random()
 
 
