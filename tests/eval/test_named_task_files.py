@@ -89,6 +89,8 @@ def test_a_file_named_after_amazon_counterfactual_uses_32_samples_per_label_as_m
     (["--task-name", "STS17", "--task-type", "Classification"], "STS17 is a STS task"),
     (["--task-name", "DBpediaClassification"],
      "lang de, en is not a subset of DBpediaClassification; its subsets are default"),
+    (["--task-name", "CEDRClassification"], "CEDRClassification is a MultilabelClassification task; task files "
+                                            "cover"),
     (["--task-name", "MassiveIntentClasification"], "unknown MTEB task .*did you mean 'MassiveIntentClassification'"),
 ])
 def test_bad_metadata_input_is_one_error_line_before_the_model_loads(tmp_path, monkeypatch, capsys, argv, message):
@@ -167,3 +169,29 @@ def test_no_prefix_cache_reaches_the_embedder(tmp_path, tiny_gemma3_dir, monkeyp
     assert seen["state"] == "off (prefix_cache=False)"
     assert cli.run(_parse(base)) == 0
     assert seen["state"].startswith("on")
+
+
+def test_arguana_ignores_documents_with_the_querys_id(tmp_path, bow):
+    from harrier.eval.encoders import NoPrompts
+
+    rows = [{"kind": "document", "id": "q1", "text": "the cat sat on the mat"},
+            {"kind": "document", "id": "d2", "text": "the cat sat on a mat"},
+            {"kind": "document", "id": "d3", "text": "river tree sun"},
+            {"kind": "query", "id": "q1", "text": "the cat sat on the mat", "relevant": {"d2": 1}}]
+    path = tmp_path / "ArguAna.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    named = load_task_file(path)
+    generic = load_task_file(path, "Retrieval", name="mine", protocol=["ignore_identical_ids=false"])
+    assert named.task.protocol.ignore_identical_ids and not generic.task.protocol.ignore_identical_ids
+    data = named.task.load(tmp_path, "default", "test")
+    assert score_subset(bow, named.task, data, NoPrompts())["ndcg_at_1"] == 1.0  # q1 itself is not ranked
+    assert score_subset(bow, generic.task, data, NoPrompts())["ndcg_at_1"] == 0.0
+
+
+def test_protocol_overrides_apply_to_builtin_tasks(tmp_path):
+    sel = cli.selections_from_args(_parse(["eval", "--model", "m", "--tasks", "STS17", "--data-root", str(tmp_path),
+                                           "--protocol", "max_score=4"]))[0]
+    assert sel.task.protocol.max_score == 4.0 and dict(sel.task.metadata.overrides) == {"max_score": 4.0}
+    with pytest.raises(ValueError, match="unknown protocol key 'k' for STSProtocol; valid keys: min_score, max_score"):
+        cli.selections_from_args(_parse(["eval", "--model", "m", "--tasks", "STS17", "--data-root", str(tmp_path),
+                                         "--protocol", "k=1"]))
