@@ -33,7 +33,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     p.add_argument("--splits", type=_csv, help="comma-separated splits to evaluate (default: the task's)")
     p.add_argument("--suite", choices=sorted(SUITES), help="a named set of tasks (quick: minutes on a CPU)")
     p.add_argument("--task-file", help="your own task as JSONL (see docs/evaluation.md)")
-    p.add_argument("--task-type", choices=TASK_TYPES, help="task type of --task-file")
+    p.add_argument("--task-type", choices=TASK_TYPES, help="task type of --task-file (default: --task-name's)")
+    p.add_argument("--task-name", help="the MTEB(Multilingual, v2) task --task-file holds: its metadata gives the "
+                   "type, main score, protocol and prompt (default: the file's name when it is such a task)")
+    p.add_argument("--protocol", action="append", default=[], metavar="KEY=VALUE",
+                   help="set a protocol constant (repeatable), e.g. samples_per_label=32; recorded in the results")
+    p.add_argument("--no-prefix-cache", action="store_true", help="recompute each prompt for every text (harrier "
+                   "runtime; the cache is exact and on by default where it applies)")
     p.add_argument("--instruction", help="instruction for --task-file (instruction models only)")
     p.add_argument("--output", help="folder for one mteb-layout JSON per task")
     p.add_argument("--data-root", help="folder with the raw datasets (default: $HARRIER_DATA)")
@@ -80,6 +86,10 @@ def run_compare(args: argparse.Namespace) -> int:
     ours = read_results(args.results)
     published = read_published(_published_file(args), args.published)
     print(format_comparison(compare(ours, published), args.tolerance))
+    from harrier.eval.results import protocol_warnings
+
+    for line in protocol_warnings(args.results):
+        print(line)
     return 0
 
 
@@ -93,15 +103,26 @@ def selections_from_args(args: argparse.Namespace) -> list:
     if len(chosen) != 1:
         raise ValueError("give exactly one of --tasks, --suite or --task-file")
     if args.task_file:
-        if not args.task_type:
-            raise ValueError("--task-file needs --task-type (one of " + ", ".join(TASK_TYPES) + ")")
-        return [load_task_file(args.task_file, args.task_type, instruction=args.instruction)]
-    if args.task_type or args.instruction:
-        raise ValueError("--task-type and --instruction apply only to --task-file")
+        return [load_task_file(args.task_file, args.task_type, instruction=args.instruction,
+                               task_name=args.task_name, protocol=args.protocol)]
+    if args.task_type or args.instruction or args.task_name:
+        raise ValueError("--task-type, --task-name and --instruction apply only to --task-file")
     root = resolve_data_root(args.data_root)
-    if args.suite:
-        return select_suite(args.suite, root)
-    return select_tasks(args.tasks, root, langs=args.langs, splits=args.splits)
+    selections = select_suite(args.suite, root) if args.suite else select_tasks(args.tasks, root, langs=args.langs,
+                                                                               splits=args.splits)
+    return [_overridden(sel, args.protocol) for sel in selections] if args.protocol else selections
+
+
+def _overridden(sel, assignments: list[str]):
+    """A built-in task's selection with ``--protocol`` overrides applied (and recorded)."""
+    import dataclasses
+
+    from harrier.eval.metadata import MetadataUse
+    from harrier.eval.protocols import override
+
+    protocol, changes = override(sel.task.protocol, assignments)
+    use = MetadataUse(None, None, changes)
+    return dataclasses.replace(sel, task=dataclasses.replace(sel.task, protocol=protocol, metadata=use))
 
 
 def _progress_line(line: str) -> None:
@@ -133,7 +154,8 @@ def run(args: argparse.Namespace) -> int:
     from harrier.eval.run import ResultsNotWrittenError, evaluate
 
     encoder = load_encoder(args.model, backend=args.backend, device=args.device, dtype=args.dtype,
-                           batch_tokens=args.batch_tokens, progress=not args.no_progress)
+                           batch_tokens=args.batch_tokens, progress=not args.no_progress,
+                           prefix_cache=not args.no_prefix_cache)
     prompts = alias_prompts(encoder, args.prompt_alias) if args.prompt_alias else args.prompts
     bars = not args.no_progress and sys.stderr.isatty()
     try:

@@ -212,11 +212,13 @@ class HarrierEncoder:
 
     @classmethod
     def load(cls, path: str, *, device: str | None = None, dtype: DType = "float32", max_length: int | None = None,
-             batch_tokens: int | None = None, progress: bool = False) -> HarrierEncoder:
-        """``dtype``: one of ``harrier.loading.DTYPE_NAMES``; the name records the dtype it resolved to."""
+             batch_tokens: int | None = None, progress: bool = False, prefix_cache: bool = True) -> HarrierEncoder:
+        """``dtype``: one of ``harrier.loading.DTYPE_NAMES``; the name records the dtype it resolved to.
+        ``prefix_cache=False``: the uncached path (``Embedder.from_pretrained``)."""
         from harrier import Embedder
 
-        emb = Embedder.from_pretrained(path, device=device, dtype=dtype, max_length=max_length)
+        emb = Embedder.from_pretrained(path, device=device, dtype=dtype, max_length=max_length,
+                                       prefix_cache=prefix_cache)
         resolved = str(emb.dtype).removeprefix("torch.")
         enc = cls(emb, f"{Path(path).name}[harrier,{resolved}]", batch_tokens=batch_tokens, progress=progress)
         enc.cache_key += "@" + weights_fingerprint(path)
@@ -293,7 +295,7 @@ def auto_backend(path: str | Path) -> str:
 
 
 def load_encoder(path: str, *, backend: str = "auto", device: str | None = None, dtype: DType = "float32",
-                 batch_tokens: int | None = None, progress: bool = False) -> Encoder:
+                 batch_tokens: int | None = None, progress: bool = False, prefix_cache: bool = True) -> Encoder:
     """Load a model directory with harrier's runtime (``backend="harrier"``) or sentence-transformers.
 
     ``auto`` uses harrier's runtime for the architectures it runs (``auto_backend``), else sentence-transformers.
@@ -306,5 +308,8 @@ def load_encoder(path: str, *, backend: str = "auto", device: str | None = None,
         backend = auto_backend(path)
         log.info("backend for %s: %s", path, backend)
     if backend == "harrier":
-        return HarrierEncoder.load(path, device=device, dtype=dtype, batch_tokens=batch_tokens, progress=progress)
+        return HarrierEncoder.load(path, device=device, dtype=dtype, batch_tokens=batch_tokens, progress=progress,
+                                   prefix_cache=prefix_cache)
+    if not prefix_cache:
+        log.warning("prefix_cache=False ignored: sentence-transformers has no prefix cache")
     return SentenceTransformerEncoder.load(path, device=device, dtype=dtype, progress=progress)

@@ -16,13 +16,21 @@ Every line is a JSON object. Optional on every line: ``"lang"`` (subset; default
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harrier.eval.data import BitextData, ClassificationData, ClusteringData, PairData, RetrievalData, TaskData
+from harrier.eval.protocols import default_protocol, override
 from harrier.eval.tasks import TASK_TYPES, Selection, TaskSpec
 from harrier.jsonl import JsonlError, parse_lines
+
+if TYPE_CHECKING:
+    from harrier.eval.metadata import TaskMetadata
+
+log = logging.getLogger(__name__)
 
 REQUIRED = {
     "STS": ("sentence1", "sentence2", "score"),
@@ -133,7 +141,8 @@ def _group(rows: list[dict[str, object]]) -> dict[tuple[str, str], list[dict[str
     return groups
 
 
-def parse_task_file(path: str | Path, task_type: str) -> dict[tuple[str, str], TaskData]:
+def parse_task_file(path: str | Path, task_type: str, *, train_split: str = "train"
+                    ) -> dict[tuple[str, str], TaskData]:
     """(lang, split) -> data of a local task file; ValueError with the file and line for malformed input."""
     p = Path(path)
     if task_type not in TASK_TYPES:
@@ -146,7 +155,7 @@ def parse_task_file(path: str | Path, task_type: str) -> dict[tuple[str, str], T
     groups = _group(rows)
     if task_type != "Classification":
         return {key: _simple(p, group, task_type) for key, group in groups.items()}
-    return _classification(p, groups)
+    return _classification(p, groups, train_split)
 
 
 def _label_ids(rows: list[dict[str, object]]) -> dict[str, int]:
@@ -156,19 +165,20 @@ def _label_ids(rows: list[dict[str, object]]) -> dict[str, int]:
     return {name: i for i, name in enumerate(sorted({str(r["label"]) for r in rows}))}
 
 
-def _classification(p: Path, groups: dict[tuple[str, str], list[dict[str, object]]]
+def _classification(p: Path, groups: dict[tuple[str, str], list[dict[str, object]]], train_split: str = "train"
                     ) -> dict[tuple[str, str], TaskData]:
     out: dict[tuple[str, str], TaskData] = {}
     for lang in sorted({lang for lang, _ in groups}):
-        train = groups.get((lang, "train"))
+        train = groups.get((lang, train_split))
         if not train:
-            raise ValueError(f"{p}: Classification needs lines with \"split\": \"train\" (language {lang})")
+            raise ValueError(f"{p}: Classification needs lines with \"split\": \"{train_split}\" (the protocol's "
+                             f"train split; language {lang})")
         if len({str(r["label"]) for r in train}) < 2:
-            raise ValueError(f"{p}: Classification needs at least two labels on the \"train\" lines (language "
-                             f"{lang} has only {train[0]['label']!r})")
+            raise ValueError(f"{p}: Classification needs at least two labels on the \"{train_split}\" lines "
+                             f"(language {lang} has only {train[0]['label']!r})")
         ids = _label_ids([r for (g_lang, _), group in groups.items() if g_lang == lang for r in group])
         for (g_lang, split), group in groups.items():
-            if g_lang == lang and split != "train":
+            if g_lang == lang and split != train_split:
                 out[(lang, split)] = ClassificationData(
                     [_text(p, r, "text") for r in train], [ids[str(r["label"])] for r in train],
                     [_text(p, r, "text") for r in group], [ids[str(r["label"])] for r in group])
@@ -177,20 +187,75 @@ def _classification(p: Path, groups: dict[tuple[str, str], list[dict[str, object
     return out
 
 
-def load_task_file(path: str | Path, task_type: str, *, name: str | None = None,
-                   instruction: str | None = None) -> Selection:
-    """A ``Selection`` for a local JSONL task; ``instruction`` is what instruction models get (else mteb's default
-    for the task type); models with named prompts get their prompt for the task type."""
-    data = parse_task_file(path, task_type)
+def _resolve(path: Path, task_type: str | None, task_name: str | None) -> TaskMetadata | None:
+    """The MTEB metadata a task file takes: ``task_name``'s, else its file name's when that is an MTEB task."""
+    from harrier.eval.metadata import is_mteb_task, task_metadata
+
+    name = task_name or (path.stem if is_mteb_task(path.stem) else None)
+    if name is None:
+        if not task_type:
+            raise ValueError("--task-file needs --task-type (one of " + ", ".join(TASK_TYPES) + ") or --task-name")
+        return None
+    meta = task_metadata(name)
+    if meta.type not in TASK_TYPES:
+        raise ValueError(f"{name} is a {meta.type} task; task files cover {', '.join(TASK_TYPES)}")
+    if task_type and task_type != meta.type:
+        raise ValueError(f"{name} is a {meta.type} task in mteb's metadata, not {task_type}")
+    from harrier.eval.metadata import check_scorer
+
+    check_scorer(meta)
+    if meta.transforms_data:
+        log.warning("mteb changes %s's data after download (%s): the task file must hold the transformed rows",
+                    name, ", ".join(meta.transforms_data))
+    return meta
+
+
+def _check_against(path: Path, meta: TaskMetadata, pairs: list[tuple[str, str]]) -> None:
+    bad_subsets = sorted({s for s, _ in pairs} - set(meta.subsets))
+    if bad_subsets:
+        raise ValueError(f"{path}: lang {', '.join(bad_subsets)} is not a subset of {meta.name}; its subsets are "
+                         f"{', '.join(list(meta.subsets)[:30])}" + (" ..." if len(meta.subsets) > 30 else ""))
+    bad_splits = sorted({sp for _, sp in pairs} - set(meta.eval_splits))
+    if bad_splits:
+        raise ValueError(f"{path}: split {', '.join(bad_splits)} is not an evaluation split of {meta.name}; its "
+                         f"splits are {', '.join(meta.eval_splits)}")
+
+
+def load_task_file(path: str | Path, task_type: str | None = None, *, name: str | None = None,
+                   instruction: str | None = None, task_name: str | None = None,
+                   protocol: Sequence[str] = ()) -> Selection:
+    """A ``Selection`` for a local JSONL task; ``instruction`` is what instruction models get (else the task's or
+    mteb's default for the task type); models with named prompts get their prompt for the task type.
+
+    ``task_name`` (or a file named after an MTEB(Multilingual, v2) task) gives the task mteb's metadata: its type,
+    main score, protocol constants, prompt; the file's subsets and splits must be the task's. ``protocol``:
+    ``KEY=VALUE`` overrides of the protocol, recorded in the results. Every check runs here, before any model loads.
+    """
+    from harrier.eval.metadata import MetadataUse
+
+    p = Path(path)
+    meta = _resolve(p, task_type, task_name)
+    kind = meta.type if meta else str(task_type)
+    proto, changes = override(meta.protocol if meta else default_protocol(kind), protocol)
+    data = parse_task_file(p, kind, train_split=getattr(proto, "train_split", "train"))
+    pairs = [(s, sp) for s, sp in data]
+    if meta:
+        _check_against(p, meta, pairs)
     subsets = tuple(dict.fromkeys(lang for lang, _ in data))
     splits = tuple(dict.fromkeys(split for _, split in data))
+    if meta:  # mteb's order
+        subsets = tuple(s for s in meta.subsets if s in subsets)
+        splits = tuple(s for s in meta.eval_splits if s in splits)
 
     def load(root: Path, subset: str, split: str) -> TaskData:
         if (subset, split) not in data:
             raise ValueError(f"task file {path} has no rows for lang {subset!r} and split {split!r}")
         return data[(subset, split)]
 
-    spec = TaskSpec(name or Path(path).stem, task_type, splits, subsets, load, {s: (s,) for s in subsets},
-                    prompt=instruction, source=str(path))
+    use = MetadataUse(meta.name if meta else None, meta.mteb_version if meta else None, changes)
+    languages = {s: tuple(meta.subsets[s]) for s in subsets} if meta else {s: (s,) for s in subsets}
+    spec = TaskSpec(meta.name if meta else (name or p.stem), kind, splits, subsets, load, languages,
+                    main_score=meta.main_score if meta else "", prompt=instruction or (meta.prompt if meta else None),
+                    revision=meta.revision if meta else None, protocol=proto, source=str(path), metadata=use)
     pairs = [(s, sp) for sp in splits for s in subsets if (s, sp) in data]
     return Selection(spec, tuple(dict.fromkeys(s for s, _ in pairs)), tuple(dict.fromkeys(sp for _, sp in pairs)))

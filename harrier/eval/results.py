@@ -55,7 +55,8 @@ class TaskResult:
             "kg_co2_emissions": None,
             "harrier": {"model": self.model, "task_type": self.task.type, "main_score_name": self.task.main_score,
                         "prompt_policy": self.prompt_policy, "prompts": dict(self.prompts),
-                        "protocol": protocol_json(self.task.protocol), "source": self.task.source},
+                        "protocol": protocol_json(self.task.protocol), "source": self.task.source,
+                        "metadata": self.task.metadata.to_json() if self.task.metadata else None},
         }
 
     def write(self, output_dir: str | Path) -> Path:
@@ -97,6 +98,25 @@ def read_results(folder: str | Path) -> dict[str, dict[tuple[str, str], float]]:
     if not out:
         raise ValueError(f"no mteb result files (*.json with task_name and scores) under {root}")
     return out
+
+
+def protocol_warnings(folder: str | Path) -> list[str]:
+    """One line per result file under ``folder`` whose task is an MTEB(Multilingual, v2) task scored with another
+    protocol than mteb's metadata gives it (the published runs used mteb's): its scores are not comparable."""
+    from harrier.eval.metadata import expected_protocol, mteb_version, protocol_differences
+
+    lines = []
+    for path in sorted(Path(folder).rglob("*.json")):
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        block = doc.get("harrier") if isinstance(doc, dict) else None
+        theirs = expected_protocol(str(doc.get("task_name"))) if isinstance(block, dict) else None
+        if theirs is None or not block.get("protocol"):
+            continue
+        differ = protocol_differences(block["protocol"], theirs)
+        if differ:
+            lines.append(f"warning: {doc['task_name']} was scored with {', '.join(differ)}; the published runs use "
+                         f"mteb's metadata (mteb {mteb_version()}), so its scores are not comparable")
+    return lines
 
 
 def read_published(path: str | Path, model: str) -> dict[str, dict[tuple[str, str], float]]:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from harrier.eval import loaders
 from harrier.eval.data import TaskData
+from harrier.eval.metadata import MetadataUse
 from harrier.eval.protocols import (
     ClassificationProtocol,
     ClusteringProtocol,
@@ -36,6 +37,30 @@ DEFAULT_INSTRUCTIONS = {
 MAIN_SCORES = {"BitextMining": "f1", "STS": "cosine_spearman", "PairClassification": "max_ap",
                "Classification": "accuracy", "Clustering": "v_measure", "Retrieval": "ndcg_at_10",
                "Reranking": "map_at_1000"}
+_SIMILARITIES = ("similarity", "cosine", "manhattan", "euclidean", "dot", "max")
+# the scores each task type's scorer produces (Retrieval/Reranking: at any k of the protocol)
+SCORE_NAMES: dict[str, tuple[str, ...]] = {
+    "BitextMining": ("f1", "precision", "recall", "accuracy"),
+    "STS": ("cosine_spearman", "cosine_pearson", "manhattan_spearman", "manhattan_pearson", "euclidean_spearman",
+            "euclidean_pearson", "spearman", "pearson"),
+    "PairClassification": tuple(f"{s}_{m}" for s in _SIMILARITIES for m in ("ap", "accuracy", "f1", "precision",
+                                                                            "recall")),
+    "Classification": ("accuracy", "f1", "f1_weighted", "precision", "precision_weighted", "recall",
+                       "recall_weighted", "ap", "ap_weighted"),
+    "Clustering": ("v_measure", "ami"),
+    "Retrieval": ("ndcg_at_k", "map_at_k", "recall_at_k", "precision_at_k", "mrr_at_k"),
+}
+SCORE_NAMES["Reranking"] = SCORE_NAMES["Retrieval"]
+
+
+def producible(task_type: str, score: str) -> bool:
+    """Whether the scorer of ``task_type`` produces a score named ``score``."""
+    if task_type in ("Retrieval", "Reranking"):
+        head, sep, k = score.rpartition("_at_")
+        return bool(sep) and k.isdigit() and f"{head}_at_k" in SCORE_NAMES[task_type]
+    return score in SCORE_NAMES.get(task_type, ())
+
+
 SYMMETRIC_TYPES = ("BitextMining", "STS", "PairClassification", "Classification", "Clustering")
 
 
@@ -57,12 +82,16 @@ class TaskSpec:
     protocol: TaskProtocol | None = None
     folder: str = ""  # the data-root folder holding the files
     source: str | None = None
+    metadata: MetadataUse | None = None  # the MTEB task metadata the protocol came from (results record it)
 
     def __post_init__(self) -> None:
         if self.type not in TASK_TYPES:
             raise ValueError(f"unknown task type {self.type!r}; expected one of {', '.join(TASK_TYPES)}")
         if not self.main_score:
             object.__setattr__(self, "main_score", MAIN_SCORES[self.type])
+        if not producible(self.type, self.main_score):
+            raise ValueError(f"task {self.name}: a {self.type} task cannot produce main score {self.main_score!r} "
+                             f"(e.g. {', '.join(SCORE_NAMES[self.type][:6])})")
         if self.protocol is None:
             object.__setattr__(self, "protocol", default_protocol(self.type))
         check_protocol(self.type, self.protocol)

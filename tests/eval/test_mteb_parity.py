@@ -250,3 +250,37 @@ def test_classification_task_file_matches_mteb(tmp_path, names):
         assert np.isnan(ref["ap"]) and np.isnan(ours["ap"])
     for k in keys:
         assert ours[k] == pytest.approx(ref[k], abs=1e-12), k
+
+
+@pytest.mark.parametrize("label_kind", [str, int])
+def test_hierarchical_clustering_matches_mteb(bow, label_kind):
+    """Two label levels (some rows lack the second), mteb's fraction cap and shared generator: per-level V-measures
+    and the main score equal mteb's AbsTaskClustering on the same embeddings."""
+    topics = ["sun moon", "cat dog", "river tree", "red blue"]
+    subsets = {}
+    for name, seed in (("aaa", 11), ("bbb", 12)):
+        top = [i % 2 for i in range(200)]
+        sub = [2 + i % 4 for i in range(200)]
+        y = [[label_kind(t), label_kind(s)] if i % 5 else [label_kind(t)]
+             for i, (t, s) in enumerate(zip(top, sub, strict=True))]
+        texts = [f"{topics[s - 2]} {x}" for s, x in zip(sub, _sentences(200, seed), strict=True)]
+        subsets[name] = (texts, y)
+    task = mteb.get_task("ArXivHierarchicalClusteringP2P")
+    task.dataset = {n: {"test": datasets.Dataset.from_dict({"sentences": t, "labels": y})}
+                    for n, (t, y) in subsets.items()}
+    task.data_loaded = True
+    task.hf_subsets = list(subsets)
+    task.n_clusters, task.max_documents_per_cluster = 3, 150
+    task.max_document_to_embed, task.max_fraction_of_documents_to_embed = None, 0.5
+    ref = task.evaluate(MtebEncoder(bow, name="test/bow", prompts=NoPrompts()), "test", encode_kwargs={})
+    spec = TaskSpec("ArXivHierarchicalClusteringP2P", "Clustering", ("test",), tuple(subsets),
+                    lambda r, s, p: ClusteringData(*subsets[s]),
+                    protocol=ClusteringProtocol(max_fraction=0.5, n_clusters=3, cluster_size=150))
+    from harrier.eval.run import _clustering_rng
+
+    for name in subsets:
+        ours = score_subset(bow, spec, spec.load(None, name, "test"), NoPrompts(), _clustering_rng(spec, None, name))
+        assert list(ours["v_measures"]) == ["Level 0", "Level 1"]
+        for level in ("Level 0", "Level 1"):
+            assert ours["v_measures"][level] == pytest.approx(ref[name]["v_measures"][level], abs=1e-12), name
+        assert ours["v_measure"] == pytest.approx(ref[name]["v_measure"], abs=1e-12), name
