@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
 
 # One text, several texts, one token-id sequence, several token-id sequences (OpenAI and TEI both take these).
-EmbedInput = str | list[str] | list[int] | list[list[int]]
+# Strict: JSON true/false are not token ids 1/0, and "64" is not a number of dimensions.
+EmbedInput = StrictStr | list[StrictStr] | list[StrictInt] | list[list[StrictInt]]
 
 
 class PromptFields(BaseModel):
@@ -35,7 +36,7 @@ class EmbeddingRequest(PromptFields):
     input: EmbedInput
     model: str | None = None
     encoding_format: Literal["float", "base64"] = "float"
-    dimensions: int | None = Field(None, description="truncate to this many dimensions, then re-normalise")
+    dimensions: StrictInt | None = Field(None, description="truncate to this many dimensions, then re-normalise")
     user: str | None = None
     truncate: bool | None = Field(None, description="false: over-long input is an error (default: cut it)")
 
@@ -77,7 +78,7 @@ class EmbedRequest(PromptFields):
     normalize: bool = True
     truncate: bool | None = None
     truncation_direction: Literal["Right", "right", "Left", "left"] = "Right"
-    dimensions: int | None = None
+    dimensions: StrictInt | None = None
 
 
 class SimilarityInputs(BaseModel):

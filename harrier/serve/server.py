@@ -11,6 +11,7 @@ event loop never waits on either.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import time
@@ -19,7 +20,9 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
 from harrier.serve.batcher import Batcher
@@ -139,6 +142,14 @@ def _install_errors(application: FastAPI) -> None:
         return error_response(request.url.path, 400 if malformed else 422, f"{where}: {msg}",
                               loc[0] if loc else None)
 
+    @application.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, err: StarletteHTTPException) -> Response:
+        # FastAPI's own 400 for a body it cannot parse (not UTF-8: "There was an error parsing the body") in the
+        # API's error JSON instead of {"detail": ...}; unknown routes and methods keep FastAPI's answer
+        if err.status_code == 400:
+            return error_response(request.url.path, 400, f"body could not be read: {err.detail}")
+        return await http_exception_handler(request, err)
+
     @application.exception_handler(ClientGoneError)
     async def _gone(request: Request, err: ClientGoneError) -> Response:
         return Response(status_code=499)  # nobody reads it; the access log shows the drop (nginx's convention)
@@ -192,8 +203,9 @@ class Gate:
         key = st.config.api_key
         if key and path not in OPEN_PATHS:
             headers = dict(scope.get("headers") or [])
-            given = headers.get(b"authorization", b"").decode("latin-1")
-            if given != f"Bearer {key}":
+            scheme, _, given = headers.get(b"authorization", b"").decode("latin-1").strip().partition(" ")
+            # the scheme is case-insensitive (RFC 9110 11.1); the key is compared in constant time
+            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), key.encode()):
                 return 401, "missing or wrong API key (send 'Authorization: Bearer <key>')"
         if path in MODEL_PATHS and (why := st.unavailable()) is not None:
             return 503, why

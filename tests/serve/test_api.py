@@ -158,6 +158,14 @@ ERRORS = [
     ("/embed", {"inputs": ["a"] * (MAX_CLIENT_BATCH + 1)}, 413, "max-client-batch-size"),
     ("/similarity", {"inputs": {"source_sentence": "a", "sentences": []}}, 400, "empty"),
     ("/tokenize", {"inputs": []}, 400, "empty"),
+    # strict types: a JSON bool is neither a token id nor a number of dimensions, a string is not a number
+    ("/v1/embeddings", {"input": "a", "dimensions": True}, 422, "dimensions"),
+    ("/v1/embeddings", {"input": "a", "dimensions": "64"}, 422, "dimensions"),
+    ("/v1/embeddings", {"input": [True, False]}, 400, "input"),
+    ("/embed", {"inputs": [True, False]}, 400, "inputs"),
+    ("/embed", {"inputs": "a", "dimensions": True}, 422, "dimensions"),
+    ("/v1/embeddings", b'{"input": "caf\xe9"}', 400, "body could not be read"),
+    ("/embed", b'{"inputs": "caf\xe9"}', 400, "body could not be read"),
 ]
 
 
@@ -195,11 +203,16 @@ def test_body_over_payload_limit_without_content_length(server):
 
 
 def test_api_key(server):
-    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": API_KEY}):
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": API_KEY},
+                    {"Authorization": f"Basic {API_KEY}"}, {"Authorization": f"Bearer {API_KEY}x"}):
         r = httpx.post(f"{server.url}/v1/embeddings", json={"input": "a"}, headers=headers)
         assert r.status_code == 401 and r.json()["error"]["type"] == "authentication_error"
         r = httpx.post(f"{server.url}/embed", json={"inputs": "a"}, headers=headers)
         assert r.status_code == 401 and r.json()["error_type"] == "Unauthorized"
+    for scheme in ("bearer", "BEARER", "Bearer "):  # the scheme is case-insensitive (RFC 9110)
+        r = httpx.post(f"{server.url}/v1/embeddings", json={"input": "a"},
+                       headers={"Authorization": f"{scheme} {API_KEY}"})
+        assert r.status_code == 200, (scheme, r.text)
     assert httpx.get(f"{server.url}/health").status_code == 200
     assert "harrier_requests_total" in httpx.get(f"{server.url}/metrics").text
 
