@@ -34,6 +34,8 @@ def add_parser(sub) -> None:
     p.add_argument("--allow-token-ids", action="store_true", help="accept token-id input on /v1/embeddings (off by "
                    "default: OpenAI clients such as LangChain's OpenAIEmbeddings send ids of OpenAI's own vocabulary, "
                    "which this model would embed as meaningless vectors; TEI's /embed always accepts ids)")
+    p.add_argument("--private-metrics", action="store_true", help="with --api-key, /metrics needs the key too "
+                   "(default: open like /health, for scrapers and probes)")
     p.add_argument("--no-prefix-cache", action="store_true", help="recompute each prompt for every request "
                    "(the uncached path, for A/B runs; the cache is exact and on by default on causal models)")
     p.add_argument("--prefix-cache-mb", type=float, default=256, help="memory bound of the store of prompt "
@@ -55,7 +57,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                          max_batch_tokens=args.max_batch_tokens, max_client_batch_size=args.max_client_batch_size,
                          max_queued_tokens=args.max_queued_tokens, payload_limit=args.payload_limit,
                          api_key=args.api_key, default_prompt_name=args.default_prompt_name,
-                         allow_token_ids=args.allow_token_ids,
+                         allow_token_ids=args.allow_token_ids, private_metrics=args.private_metrics,
                          prefix_cache=not args.no_prefix_cache, prefix_cache_mb=args.prefix_cache_mb)
     failure: list[str] = []
     server: uvicorn.Server | None = None

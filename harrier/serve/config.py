@@ -20,6 +20,7 @@ class ServeConfig:
     max_queued_tokens: int | None = None  # tokens waiting for the model (429 above; default 64 batches)
     payload_limit: int = 8_000_000  # request body bytes (413 above)
     api_key: str | None = None
+    private_metrics: bool = False  # /metrics needs the API key too (/health stays open for probes)
     default_prompt_name: str | None = None
     allow_token_ids: bool = False  # token-id input on /v1/embeddings (off: OpenAI clients send tiktoken's ids)
     prefix_cache: bool = True  # reuse each prompt's keys/values across requests (causal models; exact)

@@ -201,7 +201,7 @@ class Gate:
     def _refuse(self, scope) -> tuple[int, str] | None:
         path, st = scope["path"], self.state
         key = st.config.api_key
-        if key and path not in OPEN_PATHS:
+        if key and (path not in OPEN_PATHS or (path == "/metrics" and st.config.private_metrics)):
             headers = dict(scope.get("headers") or [])
             scheme, _, given = headers.get(b"authorization", b"").decode("latin-1").strip().partition(" ")
             # the scheme is case-insensitive (RFC 9110 11.1); the key is compared in constant time

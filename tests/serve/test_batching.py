@@ -223,3 +223,18 @@ def test_unknown_default_prompt_name_fails_the_load(gated):
         _wait(lambda: bool(errors))
         r = httpx.get(f"{url}/health")
     assert r.status_code == 503 and "did you mean 'web_search_query'" in r.json()["error"]
+
+
+@pytest.mark.parametrize("private", [False, True])
+def test_metrics_open_by_default_and_private_on_request(gated, private):
+    """/health stays open for probes; /metrics is open like it unless --private-metrics, then it needs the key."""
+    gated.gate.set()
+    with serving(app(model="unused", runtime=gated, api_key="k3y", private_metrics=private)) as url:
+        assert httpx.get(f"{url}/health").status_code == 200
+        anonymous = httpx.get(f"{url}/metrics")
+        keyed = httpx.get(f"{url}/metrics", headers={"Authorization": "Bearer k3y"})
+        assert keyed.status_code == 200 and "harrier_requests_total" in keyed.text
+        if private:
+            assert anonymous.status_code == 401 and anonymous.json()["error_type"] == "Unauthorized"
+        else:
+            assert anonymous.status_code == 200 and "harrier_requests_total" in anonymous.text
