@@ -107,7 +107,7 @@ def _json_record(line: str, path: Path, n: int, cfg: ReaderConfig) -> Record | B
 
 def _record(obj: dict, path: Path, n: int, cfg: ReaderConfig) -> Record | BadRow:
     rid, text = obj.get(cfg.id_field), obj.get(cfg.text_field)
-    if rid is None or isinstance(rid, (bool, dict, list)) or rid == "":
+    if rid is None or isinstance(rid, (bool, float, dict, list)) or rid == "":  # 2.5 would be stored as "2.5"
         what = "missing" if rid is None or rid == "" else f"not a string or integer ({type(rid).__name__})"
         return BadRow(str(path), n, f"id field {cfg.id_field!r} {what}")
     if isinstance(text, bytes):

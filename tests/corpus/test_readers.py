@@ -24,13 +24,15 @@ def test_jsonl_bad_rows_have_file_and_line(tmp_path):
         {"id": 7, "text": 3},
         ["a", "list"],
         {"id": 8, "text": "int ids become strings"},
+        {"id": 2.5, "text": "a float id is refused, not stored as '2.5'"},
     ])
     rows = list(iter_rows([path], ReaderConfig()))
     good = [r for r in rows if isinstance(r, Record)]
     bad = [(r.line, r.reason.split(" (")[0]) for r in rows if isinstance(r, BadRow)]
     assert [(r.id, r.text, r.line) for r in good] == [("a", "fine", 1), ("8", "int ids become strings", 9)]
     assert bad == [(2, "not valid JSON"), (3, "text field 'text' missing"), (4, "id field 'id' missing"),
-                   (5, "not UTF-8"), (7, "text field 'text' not a string"), (8, "expected a JSON object, got list")]
+                   (5, "not UTF-8"), (7, "text field 'text' not a string"), (8, "expected a JSON object, got list"),
+                   (10, "id field 'id' not a string or integer")]
     assert all(r.file == str(path) for r in rows)
 
 
