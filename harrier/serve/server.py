@@ -187,6 +187,7 @@ class Gate:
         async def send_status(message) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
+                status["started"] = True
             await send(message)
 
         try:
@@ -194,7 +195,15 @@ class Gate:
             if refusal is not None:
                 await error_response(path, *refusal)(scope, receive, send_status)
             else:
-                await self.app(scope, self._limited(receive), send_status)
+                try:
+                    await self.app(scope, self._limited(receive), send_status)
+                except asyncio.CancelledError:
+                    if not self.state.draining or status.get("started"):
+                        raise
+                    # uvicorn cancels what still runs at --graceful-timeout; without this the client gets
+                    # uvicorn's plain-text 500 (and the log a CancelledError traceback) instead of our 503
+                    await error_response(path, 503, "the server shut down (--graceful-timeout) before this "
+                                                    "request finished; retry")(scope, receive, send_status)
         finally:
             self._record(scope, path, status["code"], time.perf_counter() - t0)
 

@@ -238,3 +238,31 @@ def test_metrics_open_by_default_and_private_on_request(gated, private):
             assert anonymous.status_code == 401 and anonymous.json()["error_type"] == "Unauthorized"
         else:
             assert anonymous.status_code == 200 and "harrier_requests_total" in anonymous.text
+
+
+def test_graceful_timeout_answers_503_in_the_api_json(gated):
+    """A request still running when --graceful-timeout ends gets a 503 JSON, not uvicorn's plain-text 500."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    application = app(model="unused", runtime=gated)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(application, host="127.0.0.1", port=port, log_config=None,
+                                           access_log=False, timeout_graceful_shutdown=0.5))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            stuck = pool.submit(_post, url, "/v1/embeddings", {"input": ["stuck in the model"]})
+            assert gated.forwarding.wait(10)
+            application.state.harrier.draining = True  # what SIGTERM does (harrier.serve.cli)
+            server.should_exit = True
+            r = stuck.result(timeout=30)
+    finally:
+        gated.gate.set()
+        thread.join(30)
+    assert r.status_code == 503, r.text
+    assert r.json()["error"]["type"] == "service_unavailable" and "graceful-timeout" in r.json()["error"]["message"]
