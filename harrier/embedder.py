@@ -17,6 +17,7 @@ from harrier.engine import DEFAULT_BATCH_TOKENS, run_batches
 from harrier.loading import DType, LoadedModel
 from harrier.prefix_cache import DEFAULT_MAX_MB, PrefixStore, unsupported_reason, weights_version
 from harrier.prompts import Prompt, PromptConfig, PromptSpec, Side, prefix_for, resolve_prefix, side_prefix
+from harrier.quantize import describe_dtype
 from harrier.tokenize import TokenizedItems, TruncationPolicy, check_max_length, check_texts, check_truncation
 from harrier.vectors import l2_normalize
 
@@ -327,7 +328,8 @@ class Embedder:
             dense=tuple(f"{d.cfg.in_features}->{d.cfg.out_features}" for d in head.dense),
             normalize=head.normalize, prompts=self.prompts,
             default_prompt_name=self.card.prompts.default_prompt_name,
-            parameters=self.model.num_parameters(), dtype=str(self.dtype).removeprefix("torch."),
+            parameters=self.model.num_parameters(),
+            dtype=describe_dtype(self.model, str(self.dtype).removeprefix("torch.")),
             device=str(self.device), prefix_cache=self.prefix_cache_state(),
         )
 

@@ -80,3 +80,13 @@ def quantize_decoder(decoder: nn.Module, *, keep_last: int = DEFAULT_KEEP_LAST,
                     setattr(parent, name, Int8Linear(child))
                     replaced += 1
     return replaced
+
+
+def describe_dtype(model: nn.Module, dtype: str) -> str:
+    """What ``info()`` says the model computes in: ``dtype``, or for an int8 model which layers are int8."""
+    int8 = sum(isinstance(m, Int8Linear) for m in model.modules())
+    if not int8:
+        return dtype
+    other = sum(isinstance(m, nn.Linear) for m in model.modules())
+    return (f"int8 ({int8} of {int8 + other} linear layers: int8 weights per channel x int8 activations per token; "
+            f"the other {other} linear layers, attention, norms and embeddings in {dtype})")

@@ -18,7 +18,9 @@ def add_parser(sub) -> None:
     p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (health, metrics open)")
     p.add_argument("--served-model-name", default=None, help="the name clients send as 'model' "
                    "(default: the model's folder name)")
-    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16", "int8"])
+    p.add_argument("--compile", action="store_true", help="torch.compile the decoder layers (CPU modes, see "
+                   "docs/cpu-modes.md); compiled while loading, so /health turns 200 only when it is done")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--max-length", type=int, default=None, help="tokens per text incl. special tokens")
     p.add_argument("--truncation", default="warn", choices=["warn", "error", "silent"],
@@ -53,7 +55,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app = require("harrier.serve.server", "serve", "harrier serve").app
     from harrier.serve.config import ServeConfig
     config = ServeConfig(model=args.model, served_model_name=args.served_model_name, device=args.device,
-                         dtype=args.dtype, max_length=args.max_length, truncation=args.truncation,
+                         dtype=args.dtype, compile=args.compile, max_length=args.max_length,
+                         truncation=args.truncation,
                          max_batch_tokens=args.max_batch_tokens, max_client_batch_size=args.max_client_batch_size,
                          max_queued_tokens=args.max_queued_tokens, payload_limit=args.payload_limit,
                          api_key=args.api_key, default_prompt_name=args.default_prompt_name,

@@ -12,7 +12,8 @@ class ServeConfig:
     model: str
     served_model_name: str | None = None  # the name clients send as ``model`` (default: the model's folder name)
     device: str | None = None
-    dtype: str = "auto"
+    dtype: str = "auto"  # auto, float32, bfloat16, float16 or int8 (as Embedder.from_pretrained)
+    compile: bool = False  # torch.compile the decoder layers; compiled during loading (/health 503 until done)
     max_length: int | None = None
     truncation: str = "warn"  # what a request without ``truncate`` gets: the library's default (cut and log)
     max_batch_tokens: int | None = None  # tokens per forward (default 4,096 on CPU, 16,384 on CUDA)

@@ -44,7 +44,13 @@ def load_runtime(config: ServeConfig) -> Runtime:
 
     embedder = Embedder.from_pretrained(config.model, device=config.device, dtype=config.dtype,
                                         max_length=config.max_length, truncation=config.truncation,
-                                        prefix_cache=config.prefix_cache, prefix_cache_mb=config.prefix_cache_mb)
+                                        prefix_cache=config.prefix_cache, prefix_cache_mb=config.prefix_cache_mb,
+                                        compile=config.compile)
+    if config.compile:  # compile now, while /health says loading, not in the first clients' requests
+        warm = ["warm up", "warm up " * 24]
+        embedder.encode(warm, progress=False)
+        if embedder.prompts:  # the prefix-cache path is its own graph
+            embedder.encode(warm, prompt_name=next(iter(embedder.prompts)), progress=False)
     return EmbedderRuntime(embedder, config.model_id())
 
 
