@@ -26,7 +26,8 @@ class BitextData:
 
 @dataclass(frozen=True)
 class ClassificationData:
-    """A training pool (undersampled per experiment) and the evaluated split."""
+    """A training pool (undersampled per experiment) and the evaluated split; multilabel classification: each
+    label is a list of labels."""
 
     train_texts: Sequence[str]
     train_labels: Sequence[object]
@@ -42,12 +43,15 @@ class ClusteringData:
 
 @dataclass(frozen=True)
 class RetrievalData:
-    """Queries, corpus, graded qrels; ``candidates`` (reranking) restricts each query to listed documents."""
+    """Queries, corpus, graded qrels; ``candidates`` (reranking) restricts each query to listed documents;
+    ``changed`` (instruction reranking): base query id -> the documents whose relevance the changed instruction of
+    ``{id}-changed`` alters against ``{id}-og`` (p-MRR)."""
 
     queries: Mapping[str, str]
     corpus: Mapping[str, str]
     qrels: Mapping[str, Mapping[str, int]]
     candidates: Mapping[str, Sequence[str]] | None = None
+    changed: Mapping[str, Sequence[str]] | None = None
 
 
 TaskData = PairData | BitextData | ClassificationData | ClusteringData | RetrievalData

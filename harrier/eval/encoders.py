@@ -108,8 +108,8 @@ def valid_prompt_key(key: str, task_names: Sequence[str] = ()) -> bool:
 
 
 # task types mteb knows besides the ones we evaluate (keys for them are valid, just never chosen here)
-_MTEB_EXTRA_TYPES = ("InstructionRetrieval", "InstructionReranking", "MultilabelClassification", "Summarization",
-                     "Compositionality", "VisualSTS(eng)", "Any2AnyRetrieval", "ZeroShotClassification")
+_MTEB_EXTRA_TYPES = ("InstructionRetrieval", "Summarization", "Compositionality", "VisualSTS(eng)", "Any2AnyRetrieval",
+                     "ZeroShotClassification")
 
 
 class NamedPrompts:

@@ -8,10 +8,15 @@ Every line is a JSON object. Optional on every line: ``"lang"`` (subset; default
 - BitextMining:       {"sentence1", "sentence2"}                  (sentence1 must retrieve its sentence2)
 - Classification:     {"text", "label"}; lines with "split": "train" are the training pool (two labels or more),
                       the others are scored; labels are class-encoded as mteb does (names sorted as strings)
+- MultilabelClassification: {"text", "label": [labels]} (a list, possibly empty); "train" lines as Classification
 - Clustering:         {"text", "label"}
 - Retrieval:          {"kind": "document", "id", "text"} and
                       {"kind": "query", "id", "text", "relevant": {doc id: grade}}
 - Reranking:          as Retrieval, and each query also lists "candidates": [doc ids] to rank
+- InstructionReranking: as Reranking; a query may have "instruction" (embedded after its text, joined by a space,
+                      as mteb joins them); queries come in pairs "<id>-og" / "<id>-changed" (original and changed
+                      instruction), and each "-changed" query lists "changed": [doc ids], the documents whose
+                      relevance the changed instruction alters (FollowIR's qrel_diff; p-MRR is computed on them)
 """
 
 from __future__ import annotations
@@ -23,8 +28,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harrier.eval.data import BitextData, ClassificationData, ClusteringData, PairData, RetrievalData, TaskData
-from harrier.eval.protocols import default_protocol, override
-from harrier.eval.tasks import TASK_TYPES, Selection, TaskSpec
+from harrier.eval.protocols import MultilabelClassificationProtocol, TaskProtocol, default_protocol, override
+from harrier.eval.tasks import RANKING_TYPES, TASK_TYPES, Selection, TaskSpec
 from harrier.jsonl import JsonlError, parse_lines
 
 if TYPE_CHECKING:
@@ -37,6 +42,7 @@ REQUIRED = {
     "PairClassification": ("sentence1", "sentence2", "label"),
     "BitextMining": ("sentence1", "sentence2"),
     "Classification": ("text", "label"),
+    "MultilabelClassification": ("text", "label"),
     "Clustering": ("text", "label"),
 }
 
@@ -104,34 +110,72 @@ def _simple(path: Path, rows: list[dict[str, object]], task_type: str) -> TaskDa
     return BitextData(first, second)
 
 
+def _id_list(path: Path, row: Mapping[str, object], field: str) -> list[str]:
+    value = row[field]
+    if not isinstance(value, list):
+        raise ValueError(f"{path}:{row['_line']}: field {field!r} must be a list of document ids, got {value!r}")
+    return [str(d) for d in value]
+
+
+def _query_text(path: Path, row: Mapping[str, object]) -> str:
+    """The query as embedded: its text, then its instruction after a space (mteb's
+    ``_combine_queries_with_instruction_text``)."""
+    text = _text(path, row, "text")
+    return text if row.get("instruction") is None else f"{text} {_text(path, row, 'instruction')}"
+
+
+def _changed_pairs(path: Path, rows: list[dict[str, object]], queries: Mapping[str, str]
+                   ) -> dict[str, list[str]]:
+    """Base query id -> the documents its changed instruction alters, from the "-changed" queries' "changed"."""
+    changed = {}
+    for r in rows:
+        if r.get("kind") != "query" or "changed" not in r:
+            continue
+        qid = str(r["id"])
+        if not qid.endswith("-changed"):
+            raise ValueError(f"{path}:{r['_line']}: only a \"<id>-changed\" query lists \"changed\" documents, "
+                             f"not {qid!r}")
+        base = qid.removesuffix("-changed")
+        if f"{base}-og" not in queries:
+            raise ValueError(f"{path}:{r['_line']}: query {qid!r} has no original query {base + '-og'!r}")
+        changed[base] = _id_list(path, r, "changed")
+    if not changed:
+        raise ValueError(f"{path}: an InstructionReranking task needs \"<id>-og\" / \"<id>-changed\" query pairs "
+                         "whose \"-changed\" query lists \"changed\": [doc ids] (p-MRR is computed on them)")
+    return changed
+
+
 def _retrieval(path: Path, rows: list[dict[str, object]], task_type: str) -> RetrievalData:
     corpus, queries, qrels, candidates = {}, {}, {}, {}
+    rerank = task_type != "Retrieval"
     for r in rows:
         kind = r.get("kind")
         if kind == "document":
             _check(path, r, ("id", "text"))
             corpus[str(r["id"])] = _text(path, r, "text")
         elif kind == "query":
-            _check(path, r, ("id", "text", "relevant") + (("candidates",) if task_type == "Reranking" else ()))
+            _check(path, r, ("id", "text", "relevant") + (("candidates",) if rerank else ()))
             qid = str(r["id"])
-            queries[qid] = _text(path, r, "text")
+            queries[qid] = _query_text(path, r) if task_type == "InstructionReranking" else _text(path, r, "text")
             relevant = r["relevant"]
             if not isinstance(relevant, dict) or not all(isinstance(g, int | float) and not isinstance(g, bool)
                                                          for g in relevant.values()):
                 raise ValueError(f"{path}:{r['_line']}: field 'relevant' must map document ids to numeric grades, "
                                  f"got {relevant!r}")
             qrels[qid] = {str(d): int(g) for d, g in relevant.items()}
-            if task_type == "Reranking":
-                candidates[qid] = [str(d) for d in r["candidates"]]  # type: ignore[attr-defined]
+            if rerank:
+                candidates[qid] = _id_list(path, r, "candidates")
         else:
             raise ValueError(f"{path}:{r['_line']}: field kind must be \"document\" or \"query\"")
+    changed = _changed_pairs(path, rows, queries) if task_type == "InstructionReranking" else None
     unknown = {d for rel in qrels.values() for d in rel} | {d for c in candidates.values() for d in c}
+    unknown |= {d for docs in (changed or {}).values() for d in docs}
     unknown -= set(corpus)
     if unknown:
         raise ValueError(f"{path}: queries refer to unknown document ids {', '.join(sorted(unknown)[:5])}")
     if not queries or not corpus:
         raise ValueError(f"{path}: a {task_type} task needs at least one query and one document")
-    return RetrievalData(queries, corpus, qrels, candidates if task_type == "Reranking" else None)
+    return RetrievalData(queries, corpus, qrels, candidates if rerank else None, changed)
 
 
 def _group(rows: list[dict[str, object]]) -> dict[tuple[str, str], list[dict[str, object]]]:
@@ -141,21 +185,35 @@ def _group(rows: list[dict[str, object]]) -> dict[tuple[str, str], list[dict[str
     return groups
 
 
-def parse_task_file(path: str | Path, task_type: str, *, train_split: str = "train"
+def parse_task_file(path: str | Path, task_type: str, *, protocol: TaskProtocol | None = None
                     ) -> dict[tuple[str, str], TaskData]:
-    """(lang, split) -> data of a local task file; ValueError with the file and line for malformed input."""
+    """(lang, split) -> data of a local task file; ValueError with the file and line for malformed input.
+    ``protocol`` (default: the type's) gives classification's train split and multilabel's limits."""
     p = Path(path)
     if task_type not in TASK_TYPES:
         raise ValueError(f"unknown task type {task_type!r}; expected one of {', '.join(TASK_TYPES)}")
+    protocol = protocol if protocol is not None else default_protocol(task_type)
     rows = _read_jsonl(p)
-    if task_type in ("Retrieval", "Reranking"):
+    if task_type in RANKING_TYPES:
         return {key: _retrieval(p, group, task_type) for key, group in _group(rows).items()}
     for r in rows:
         _check(p, r, REQUIRED[task_type])
     groups = _group(rows)
+    if task_type == "MultilabelClassification":
+        assert isinstance(protocol, MultilabelClassificationProtocol)
+        return _multilabel(p, groups, protocol)
     if task_type != "Classification":
         return {key: _simple(p, group, task_type) for key, group in groups.items()}
-    return _classification(p, groups, train_split)
+    return _classification(p, groups, getattr(protocol, "train_split", "train"))
+
+
+def _train_rows(p: Path, groups: dict[tuple[str, str], list[dict[str, object]]], lang: str, train_split: str,
+                task_type: str) -> list[dict[str, object]]:
+    train = groups.get((lang, train_split))
+    if not train:
+        raise ValueError(f"{p}: {task_type} needs lines with \"split\": \"{train_split}\" (the protocol's train "
+                         f"split; language {lang})")
+    return train
 
 
 def _label_ids(rows: list[dict[str, object]]) -> dict[str, int]:
@@ -169,10 +227,7 @@ def _classification(p: Path, groups: dict[tuple[str, str], list[dict[str, object
                     ) -> dict[tuple[str, str], TaskData]:
     out: dict[tuple[str, str], TaskData] = {}
     for lang in sorted({lang for lang, _ in groups}):
-        train = groups.get((lang, train_split))
-        if not train:
-            raise ValueError(f"{p}: Classification needs lines with \"split\": \"{train_split}\" (the protocol's "
-                             f"train split; language {lang})")
+        train = _train_rows(p, groups, lang, train_split, "Classification")
         if len({str(r["label"]) for r in train}) < 2:
             raise ValueError(f"{p}: Classification needs at least two labels on the \"{train_split}\" lines "
                              f"(language {lang} has only {train[0]['label']!r})")
@@ -184,6 +239,45 @@ def _classification(p: Path, groups: dict[tuple[str, str], list[dict[str, object
                     [_text(p, r, "text") for r in group], [ids[str(r["label"])] for r in group])
     if not out:
         raise ValueError(f"{p}: Classification needs lines to score besides the \"train\" ones")
+    return out
+
+
+def _label_list(p: Path, row: Mapping[str, object]) -> list[str]:
+    label = row["label"]
+    if not isinstance(label, list):
+        raise ValueError(f"{p}:{row['_line']}: a MultilabelClassification 'label' must be a list of labels, got "
+                         f"{label!r}")
+    return [str(x) for x in label]
+
+
+def _multilabel(p: Path, groups: dict[tuple[str, str], list[dict[str, object]]],
+                protocol: MultilabelClassificationProtocol) -> dict[tuple[str, str], TaskData]:
+    """Label lists kept as given (as strings); mteb binarises them over each scored split's labels."""
+    out: dict[tuple[str, str], TaskData] = {}
+    cap = protocol.max_eval_samples
+    for lang in sorted({lang for lang, _ in groups}):
+        train = _train_rows(p, groups, lang, protocol.train_split, "MultilabelClassification")
+        train_labels = [_label_list(p, r) for r in train]
+        if sum(1 for y in train_labels if y) < protocol.n_neighbors:
+            raise ValueError(f"{p}: MultilabelClassification needs at least n_neighbors={protocol.n_neighbors} "
+                             f"\"{protocol.train_split}\" lines with a label (language {lang})")
+        for (g_lang, split), group in groups.items():
+            if g_lang != lang or split == protocol.train_split:
+                continue
+            labels = [_label_list(p, r) for r in group]
+            if cap is not None and len(group) > cap:
+                raise ValueError(f"{p}: split {split} (language {lang}) has {len(group)} lines, over the protocol's "
+                                 f"max_eval_samples={cap}: mteb cuts it by iterative stratification, which harrier "
+                                 f"does not implement; hold at most {cap} lines or pass --protocol "
+                                 "max_eval_samples=none")
+            if not any(labels):
+                raise ValueError(f"{p}: MultilabelClassification needs labels on the lines it scores (split {split}, "
+                                 f"language {lang} has none)")
+            out[(lang, split)] = ClassificationData([_text(p, r, "text") for r in train], train_labels,
+                                                    [_text(p, r, "text") for r in group], labels)
+    if not out:
+        raise ValueError(f"{p}: MultilabelClassification needs lines to score besides the "
+                         f"\"{protocol.train_split}\" ones")
     return out
 
 
@@ -237,7 +331,7 @@ def load_task_file(path: str | Path, task_type: str | None = None, *, name: str 
     meta = _resolve(p, task_type, task_name)
     kind = meta.type if meta else str(task_type)
     proto, changes = override(meta.protocol if meta else default_protocol(kind), protocol)
-    data = parse_task_file(p, kind, train_split=getattr(proto, "train_split", "train"))
+    data = parse_task_file(p, kind, protocol=proto)
     pairs = [(s, sp) for s, sp in data]
     if meta:
         _check_against(p, meta, pairs)

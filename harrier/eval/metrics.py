@@ -223,6 +223,67 @@ def classification_scores(train_emb: np.ndarray, train_labels: Sequence[object],
     return out
 
 
+def multilabel_undersample(labels: Sequence[Sequence[object]], rng: np.random.Generator, *, n_experiments: int = 10,
+                           samples_per_label: int = 8) -> list[list[int]]:
+    """Training indices of each multilabel experiment (mteb AbsTaskMultilabelClassification
+    ``_undersample_data_indices``): a fresh ``list(range(n))`` shuffled by ``rng``, keeping a row while any of its
+    labels has fewer than ``samples_per_label`` kept rows (each kept row counts for all its labels).
+
+    ``rng`` is mteb's task-wide ``np.random.default_rng(42)``, shared by the task's splits and subsets in order:
+    callers fast-forward it to reproduce one of them (see ``run.py``).
+    """
+    experiments = []
+    for _ in range(n_experiments):
+        idxs = list(range(len(labels)))
+        rng.shuffle(idxs)
+        counts: dict[object, int] = defaultdict(int)
+        chosen = []
+        for i in idxs:
+            if any(counts[y] < samples_per_label for y in labels[i]):
+                chosen.append(i)
+                for y in labels[i]:
+                    counts[y] += 1
+        experiments.append(chosen)
+    return experiments
+
+
+def _hamming(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """mteb's ``hamming_score``: mean over rows of |true & predicted| / |true | predicted| (1 for two empty rows)."""
+    t, p = y_true.astype(bool), y_pred.astype(bool)
+    union = (t | p).sum(axis=1)
+    return float(np.where(union == 0, 1.0, (t & p).sum(axis=1) / np.maximum(union, 1)).mean())
+
+
+def multilabel_scores(train_emb: np.ndarray, train_labels: Sequence[Sequence[object]], experiments: list[list[int]],
+                      test_emb: np.ndarray, test_labels: Sequence[Sequence[object]], *, n_neighbors: int = 5
+                      ) -> dict[str, object]:
+    """k-NN multilabel classification averaged over undersampled experiments (mteb
+    AbsTaskMultilabelClassification): labels binarised over the scored split's labels (training labels outside it
+    are dropped, as mteb's binarizer drops them), subset accuracy (main), LRAP and macro F1 of the predictions,
+    Hamming score. ``train_emb`` rows align with ``train_labels``; rows no experiment selects are not read.
+    """
+    from sklearn.metrics import accuracy_score, f1_score, label_ranking_average_precision_score
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.preprocessing import MultiLabelBinarizer
+
+    binarizer = MultiLabelBinarizer()
+    y_test = binarizer.fit_transform(test_labels)
+    x_train, x_test = _as_f32(train_emb), _as_f32(test_emb)
+    per_exp = []
+    for chosen in experiments:
+        clf = KNeighborsClassifier(n_neighbors=n_neighbors)
+        clf.fit(x_train[chosen], binarizer.transform([train_labels[i] for i in chosen]))
+        y_pred = clf.predict(x_test)
+        per_exp.append({"accuracy": float(accuracy_score(y_test, y_pred)),
+                        "lrap": float(label_ranking_average_precision_score(y_test, y_pred)),
+                        "f1": float(f1_score(y_test, y_pred, average="macro", zero_division=0)),
+                        "hamming": _hamming(y_test, y_pred)})
+    out: dict[str, object] = {k: float(np.mean([e[k] for e in per_exp])) for k in per_exp[0]}
+    out["scores_per_experiment"] = per_exp
+    out["main_score"] = out["accuracy"]
+    return out
+
+
 def clustering_sample(rng: random.Random, n: int, k: int | None) -> list[int]:
     """Documents embedded for a v2 clustering subset (mteb AbsTaskClustering: ``rng.sample`` of ``k`` rows; None:
     every row in order, without a draw, as mteb does when the task caps neither count nor fraction)."""
@@ -338,7 +399,7 @@ def _trec_order(run: Mapping[str, float]) -> list[str]:
 def retrieval_scores(run: Mapping[str, Mapping[str, float]], qrels: Mapping[str, Mapping[str, int]],
                      k_values: Sequence[int] = (1, 3, 5, 10, 20, 100, 1000)) -> dict[str, float]:
     """nDCG@k, MAP@k, recall@k, precision@k, MRR@k averaged over the queries in ``run`` (trec_eval definitions, as
-    mteb computes them with pytrec_eval; mteb rounds the means to 5 decimals, so do we).
+    mteb computes them with pytrec_eval; mteb rounds the means but MRR's to 5 decimals, so do we).
     """
     sums: dict[str, float] = defaultdict(float)
     n = 0
@@ -365,4 +426,41 @@ def retrieval_scores(run: Mapping[str, Mapping[str, float]], qrels: Mapping[str,
             sums[f"mrr_at_{k}"] += 0.0 if first is None else 1.0 / (first + 1)
     if n == 0:
         raise ValueError("no query in the run has relevant documents in the qrels")
-    return {key: round(v / n, 5) for key, v in sums.items()}
+    # mteb rounds the pytrec_eval means, not its own MRR
+    return {key: v / n if key.startswith("mrr_") else round(v / n, 5) for key, v in sums.items()}
+
+
+def _rank(run: Mapping[str, float], doc: str) -> int:
+    """1-based rank of ``doc`` in a query's run (trec order), one past the end when it is not in the run (mteb's
+    ``get_rank_from_dict``)."""
+    order = _trec_order(run)
+    return order.index(doc) + 1 if doc in run else len(order) + 1
+
+
+def p_mrr(run: Mapping[str, Mapping[str, float]], changed: Mapping[str, Sequence[str]]) -> float:
+    """FollowIR's p-MRR (mteb ``calculate_pmrr``): for every document whose relevance the changed instruction of
+    ``{q}-changed`` alters, its rank under ``{q}-og`` against under ``{q}-changed`` scores ``new/og - 1`` when it
+    moved up, ``1 - og/new`` otherwise; the mean per base query, then over base queries. Pairs with a query missing
+    from ``run`` are skipped, as in mteb."""
+    per_query: dict[str, list[float]] = {}
+    for qid, docs in changed.items():
+        og, new = run.get(f"{qid}-og"), run.get(f"{qid}-changed")
+        if og is None or new is None:
+            continue
+        for doc in docs:
+            og_rank, new_rank = _rank(og, doc), _rank(new, doc)
+            per_query.setdefault(qid, []).append(((1 / og_rank) / (1 / new_rank)) - 1 if og_rank >= new_rank
+                                                 else 1 - ((1 / new_rank) / (1 / og_rank)))
+    if not per_query:
+        raise ValueError("no -og / -changed query pair with changed documents is in the run")
+    return float(np.mean([np.mean(per_query[q]) for q in sorted(per_query)]))
+
+
+def instruction_scores(run: Mapping[str, Mapping[str, float]], qrels: Mapping[str, Mapping[str, int]],
+                       changed: Mapping[str, Sequence[str]], k_values: Sequence[int]) -> dict[str, object]:
+    """Instruction reranking (mteb ``evaluate_p_mrr_change``): p-MRR (main), and the retrieval scores of the
+    original-instruction queries (``-og``) and of the others, apart."""
+    og = {q: d for q, d in run.items() if q.endswith("-og")}
+    new = {q: d for q, d in run.items() if not q.endswith("-og")}
+    return {"p-MRR": p_mrr(run, changed), "og": retrieval_scores(og, qrels, k_values),
+            "changed": retrieval_scores(new, qrels, k_values)}

@@ -57,8 +57,9 @@ class ClassificationProtocol:
 @dataclass(frozen=True)
 class MultilabelClassificationProtocol:
     """k-nearest-neighbours (``n_neighbors``) on ``n_experiments`` undersamplings of the ``train_split`` lines, each
-    keeping a line while any of its labels has fewer than ``samples_per_label``; evaluation splits over
-    ``max_eval_samples`` rows are cut by iterative stratification (mteb AbsTaskMultilabelClassification)."""
+    keeping a line while any of its labels has fewer than ``samples_per_label`` (mteb
+    AbsTaskMultilabelClassification). mteb cuts an evaluation split over ``max_eval_samples`` rows by iterative
+    stratification, which harrier does not implement: such a split is refused (no benchmark task has one)."""
 
     n_experiments: int = 10
     samples_per_label: int = 8
@@ -134,12 +135,13 @@ PROTOCOLS: dict[str, tuple[type, ...]] = {
     "STS": (STSProtocol,),
     "PairClassification": (PairClassificationProtocol,),
     "Classification": (ClassificationProtocol,),
+    "MultilabelClassification": (MultilabelClassificationProtocol,),
     "Clustering": (ClusteringProtocol, LegacyClusteringProtocol),
     "Retrieval": (RetrievalProtocol,),
     "Reranking": (RetrievalProtocol,),
+    "InstructionReranking": (RetrievalProtocol,),
 }
 PROTOCOL_CLASSES: dict[str, type] = {c.__name__: c for classes in PROTOCOLS.values() for c in classes}
-PROTOCOL_CLASSES[MultilabelClassificationProtocol.__name__] = MultilabelClassificationProtocol
 # fields that describe how the data is laid out rather than a constant of mteb's protocol (not compared)
 DATA_FIELDS = frozenset({"sets"})
 

@@ -18,11 +18,12 @@ from harrier.eval.protocols import (
     ClassificationProtocol,
     ClusteringProtocol,
     LegacyClusteringProtocol,
+    MultilabelClassificationProtocol,
     RetrievalProtocol,
     STSProtocol,
 )
 from harrier.eval.results import TaskResult, subset_entry
-from harrier.eval.tasks import Selection, TaskSpec
+from harrier.eval.tasks import RANKING_TYPES, Selection, TaskSpec
 from harrier.outputs import OutputError
 
 log = logging.getLogger(__name__)
@@ -68,17 +69,37 @@ def _bitext(enc: Encoder, task: TaskSpec, data: BitextData, policy: PromptPolicy
     return metrics.bitext_scores(enc.encode(data.text1, prompt=prompt), enc.encode(data.text2, prompt=prompt))
 
 
+def _embed_experiments(enc: Encoder, texts: Sequence[str], experiments: list[list[int]], prompt: str | None
+                       ) -> np.ndarray:
+    """Rows of ``texts`` that some experiment selects, embedded once (the other rows stay zeros: never read)."""
+    union = sorted(set().union(*experiments))
+    union_emb = enc.encode([texts[i] for i in union], prompt=prompt)
+    train_emb = np.zeros((len(texts), union_emb.shape[1]), dtype=np.float32)
+    train_emb[union] = union_emb
+    return train_emb
+
+
 def _classification(enc: Encoder, task: TaskSpec, data: ClassificationData, policy: PromptPolicy,
                     protocol: ClassificationProtocol) -> Mapping[str, object]:
     prompt = policy.prompt(task, None)
     experiments = metrics.undersample_experiments(data.train_labels, n_experiments=protocol.n_experiments,
                                                   samples_per_label=protocol.samples_per_label)
-    union = sorted(set().union(*experiments))
-    union_emb = enc.encode([data.train_texts[i] for i in union], prompt=prompt)
-    train_emb = np.zeros((len(data.train_texts), union_emb.shape[1]), dtype=np.float32)
-    train_emb[union] = union_emb
+    train_emb = _embed_experiments(enc, data.train_texts, experiments, prompt)
     test_emb = enc.encode(data.texts, prompt=prompt)
     return metrics.classification_scores(train_emb, data.train_labels, experiments, test_emb, data.labels)
+
+
+def _multilabel(enc: Encoder, task: TaskSpec, data: ClassificationData, policy: PromptPolicy,
+                protocol: MultilabelClassificationProtocol, rng: np.random.Generator | None) -> Mapping[str, object]:
+    """``rng``: the task's shared generator (None: a fresh one, as the task's first split and subset get)."""
+    prompt = policy.prompt(task, None)
+    rng = rng if rng is not None else np.random.default_rng(metrics.SEED)
+    experiments = metrics.multilabel_undersample(data.train_labels, rng, n_experiments=protocol.n_experiments,
+                                                 samples_per_label=protocol.samples_per_label)
+    train_emb = _embed_experiments(enc, data.train_texts, experiments, prompt)
+    test_emb = enc.encode(data.texts, prompt=prompt)
+    return metrics.multilabel_scores(train_emb, data.train_labels, experiments, test_emb, data.labels,
+                                     n_neighbors=protocol.n_neighbors)
 
 
 def _clustering(enc: Encoder, task: TaskSpec, data: ClusteringData, policy: PromptPolicy,
@@ -109,13 +130,17 @@ def _retrieval(enc: Encoder, task: TaskSpec, data: RetrievalData, policy: Prompt
     if protocol.skip_first_result:
         run = {q: dict(sorted(docs.items(), key=lambda x: x[1], reverse=True)[1:]) for q, docs in run.items()}
     scores: dict[str, object] = dict(metrics.retrieval_scores(run, data.qrels, protocol.k_values))
+    if data.changed is not None:  # mteb drops queries without relevant documents before it ranks
+        scored = {q: docs for q, docs in run.items() if data.qrels.get(q)}
+        scores.update(metrics.instruction_scores(scored, data.qrels, data.changed, protocol.k_values))
     scores["main_score"] = scores[task.main_score]
     return scores
 
 
 def score_subset(enc: Encoder, task: TaskSpec, data: TaskData, policy: PromptPolicy,
-                 rng: random.Random | None = None) -> Mapping[str, object]:
-    """Scores of one loaded subset/split (mteb's metric names, ``main_score`` included)."""
+                 rng: random.Random | np.random.Generator | None = None) -> Mapping[str, object]:
+    """Scores of one loaded subset/split (mteb's metric names, ``main_score`` included); ``rng``: the task's
+    shared generator where mteb shares one (see ``task_rng``)."""
     protocol = task.protocol
     if isinstance(data, PairData):
         return _pairs(enc, task, data, policy)
@@ -123,14 +148,41 @@ def score_subset(enc: Encoder, task: TaskSpec, data: TaskData, policy: PromptPol
         return _bitext(enc, task, data, policy)
     if isinstance(data, ClassificationData) and isinstance(protocol, ClassificationProtocol):
         return _classification(enc, task, data, policy, protocol)
+    if isinstance(data, ClassificationData) and isinstance(protocol, MultilabelClassificationProtocol):
+        assert rng is None or isinstance(rng, np.random.Generator)
+        return _multilabel(enc, task, data, policy, protocol, rng)
     if isinstance(data, ClusteringData) and isinstance(protocol, LegacyClusteringProtocol):
         return metrics.clustering_legacy_scores(enc.encode(data.texts, prompt=policy.prompt(task, None)),
                                                 data.labels, n_sets=protocol.sets)
     if isinstance(data, ClusteringData) and isinstance(protocol, ClusteringProtocol):
+        assert rng is None or isinstance(rng, random.Random)
         return _clustering(enc, task, data, policy, protocol, rng)
     if isinstance(data, RetrievalData):
         return _retrieval(enc, task, data, policy)
     raise TypeError(f"unsupported task data {type(data).__name__} with protocol {type(protocol).__name__}")
+
+
+def _multilabel_rng(task: TaskSpec, root: Path, subset: str, split: str) -> np.random.Generator | None:
+    """mteb shares one ``np.random.default_rng(42)`` across a multilabel task's splits and subsets (splits outer,
+    each split's subsets in the task's order): replay the undersampling of those before (``subset``, ``split``)."""
+    protocol = task.protocol
+    if not isinstance(protocol, MultilabelClassificationProtocol):
+        return None
+    rng = np.random.default_rng(metrics.SEED)
+    jobs = [(sp, s) for sp in task.splits for s in task.subsets]
+    for previous_split, previous in jobs[: jobs.index((split, subset))]:
+        data = task.load(root, previous, previous_split)
+        if not isinstance(data, ClassificationData):
+            raise TypeError(f"{task.name} {previous}: a multilabel task loaded {type(data).__name__}")
+        metrics.multilabel_undersample(data.train_labels, rng, n_experiments=protocol.n_experiments,
+                                       samples_per_label=protocol.samples_per_label)
+    return rng
+
+
+def task_rng(task: TaskSpec, root: Path, subset: str, split: str) -> random.Random | np.random.Generator | None:
+    """The generator mteb would hold when it reaches (``subset``, ``split``) of a task that shares one across its
+    subsets (v2 clustering, multilabel classification); None for the others."""
+    return _clustering_rng(task, root, subset) or _multilabel_rng(task, root, subset, split)
 
 
 def _clustering_rng(task: TaskSpec, root: Path, subset: str) -> random.Random | None:
@@ -152,7 +204,7 @@ def _clustering_rng(task: TaskSpec, root: Path, subset: str) -> random.Random | 
 
 def prompts_used(task: TaskSpec, policy: PromptPolicy) -> dict[str, str | None]:
     """The literal prompts of a task, by input kind (recorded in the results JSON)."""
-    if task.type in ("Retrieval", "Reranking"):
+    if task.type in RANKING_TYPES:
         return {"query": policy.prompt(task, "query"), "document": policy.prompt(task, "document")}
     return {"all": policy.prompt(task, None)}
 
@@ -184,7 +236,7 @@ def evaluate_selection(enc: Encoder, sel: Selection, root: Path, policy: PromptP
         log.debug("%s %s/%s", task.name, subset, split)
         begun = time.monotonic()
         data = task.load(root, subset, split)
-        result = score_subset(enc, task, data, policy, _clustering_rng(task, root, subset))
+        result = score_subset(enc, task, data, policy, task_rng(task, root, subset, split))
         entry = subset_entry(task, subset, result)
         scores.setdefault(split, []).append(entry)
         if many:

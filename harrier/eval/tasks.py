@@ -23,20 +23,25 @@ from harrier.eval.protocols import (
 )
 from harrier.prompts import unknown_name_error
 
-TASK_TYPES = ("BitextMining", "STS", "PairClassification", "Classification", "Clustering", "Retrieval", "Reranking")
+TASK_TYPES = ("BitextMining", "STS", "PairClassification", "Classification", "MultilabelClassification", "Clustering",
+              "Retrieval", "Reranking", "InstructionReranking")
+# the types scored by ranking documents for queries (query and document prompts, RetrievalProtocol)
+RANKING_TYPES = ("Retrieval", "Reranking", "InstructionReranking")
 # mteb's AbsTask*.abstask_prompt: the instruction an instruction model gets when the task has none of its own
 DEFAULT_INSTRUCTIONS = {
     "BitextMining": "Retrieve parallel sentences.",
     "STS": "Retrieve semantically similar text.",
     "PairClassification": "Retrieve text that are semantically similar to the given text.",
     "Classification": "Classify user passages.",
+    "MultilabelClassification": "Classify user passages.",
     "Clustering": "Identify categories in user passages.",
     "Retrieval": "Retrieve text based on user query.",
     "Reranking": "Retrieve text based on user query.",
+    "InstructionReranking": "Retrieve text based on user query.",
 }
 MAIN_SCORES = {"BitextMining": "f1", "STS": "cosine_spearman", "PairClassification": "max_ap",
                "Classification": "accuracy", "Clustering": "v_measure", "Retrieval": "ndcg_at_10",
-               "Reranking": "map_at_1000"}
+               "Reranking": "map_at_1000", "MultilabelClassification": "accuracy", "InstructionReranking": "p-MRR"}
 _SIMILARITIES = ("similarity", "cosine", "manhattan", "euclidean", "dot", "max")
 # the scores each task type's scorer produces (Retrieval/Reranking: at any k of the protocol)
 SCORE_NAMES: dict[str, tuple[str, ...]] = {
@@ -47,21 +52,25 @@ SCORE_NAMES: dict[str, tuple[str, ...]] = {
                                                                             "recall")),
     "Classification": ("accuracy", "f1", "f1_weighted", "precision", "precision_weighted", "recall",
                        "recall_weighted", "ap", "ap_weighted"),
+    "MultilabelClassification": ("accuracy", "lrap", "f1", "hamming"),
     "Clustering": ("v_measure", "ami"),
     "Retrieval": ("ndcg_at_k", "map_at_k", "recall_at_k", "precision_at_k", "mrr_at_k"),
 }
 SCORE_NAMES["Reranking"] = SCORE_NAMES["Retrieval"]
+SCORE_NAMES["InstructionReranking"] = ("p-MRR", *SCORE_NAMES["Retrieval"])
 
 
 def producible(task_type: str, score: str) -> bool:
     """Whether the scorer of ``task_type`` produces a score named ``score``."""
-    if task_type in ("Retrieval", "Reranking"):
+    if task_type in RANKING_TYPES:
         head, sep, k = score.rpartition("_at_")
-        return bool(sep) and k.isdigit() and f"{head}_at_k" in SCORE_NAMES[task_type]
+        if sep and k.isdigit():
+            return f"{head}_at_k" in SCORE_NAMES[task_type]
     return score in SCORE_NAMES.get(task_type, ())
 
 
-SYMMETRIC_TYPES = ("BitextMining", "STS", "PairClassification", "Classification", "Clustering")
+SYMMETRIC_TYPES = ("BitextMining", "STS", "PairClassification", "Classification", "MultilabelClassification",
+                   "Clustering")
 
 
 @dataclass(frozen=True)

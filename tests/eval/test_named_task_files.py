@@ -89,8 +89,8 @@ def test_a_file_named_after_amazon_counterfactual_uses_32_samples_per_label_as_m
     (["--task-name", "STS17", "--task-type", "Classification"], "STS17 is a STS task"),
     (["--task-name", "DBpediaClassification"],
      "lang de, en is not a subset of DBpediaClassification; its subsets are default"),
-    (["--task-name", "CEDRClassification"], "CEDRClassification is a MultilabelClassification task; task files "
-                                            "cover"),
+    (["--task-name", "CEDRClassification"], r"mine.jsonl:1: a MultilabelClassification 'label' must be a list of "
+                                            "labels, got 1"),
     (["--task-name", "MassiveIntentClasification"], "unknown MTEB task .*did you mean 'MassiveIntentClassification'"),
 ])
 def test_bad_metadata_input_is_one_error_line_before_the_model_loads(tmp_path, monkeypatch, capsys, argv, message):
