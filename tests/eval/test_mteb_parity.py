@@ -137,18 +137,24 @@ def test_clustering_legacy_matches_mteb(bow):
 
 
 def test_retrieval_metrics_match_pytrec_eval():
+    """mteb rounds the pytrec_eval means to 5 decimals and leaves its own MRR unrounded: so do we, so every metric
+    (MRR@10 is a benchmark main score, WebLINXCandidatesReranking) equals mteb's to float rounding."""
     from mteb._evaluators.retrieval_metrics import calculate_retrieval_scores
 
     rng = np.random.default_rng(3)
     run = {f"q{i}": {f"d{j}": float(rng.random()) for j in range(40)} for i in range(25)}
     qrels = {f"q{i}": {f"d{j}": int(rng.integers(1, 3)) for j in rng.choice(40, 3, replace=False)} for i in range(25)}
+    qrels["q0"] = {"d1": 0, "d2": 0}  # judged, nothing relevant: counts as 0 in every mean
+    run["q1"]["d7"] = run["q1"]["d8"] = max(run["q1"].values()) + 0.1  # a tie at the top: broken by id
     ref = calculate_retrieval_scores(run, qrels, [1, 5, 10, 100])
     ours = metrics.retrieval_scores(run, qrels, (1, 5, 10, 100))
     for k in (1, 5, 10, 100):
-        assert ours[f"ndcg_at_{k}"] == pytest.approx(ref.ndcg[f"NDCG@{k}"], abs=1e-5)
-        assert ours[f"map_at_{k}"] == pytest.approx(ref.map[f"MAP@{k}"], abs=1e-5)
-        assert ours[f"recall_at_{k}"] == pytest.approx(ref.recall[f"Recall@{k}"], abs=1e-5)
-        assert ours[f"precision_at_{k}"] == pytest.approx(ref.precision[f"P@{k}"], abs=1e-5)
+        assert ours[f"ndcg_at_{k}"] == pytest.approx(ref.ndcg[f"NDCG@{k}"], abs=1e-12)
+        assert ours[f"map_at_{k}"] == pytest.approx(ref.map[f"MAP@{k}"], abs=1e-12)
+        assert ours[f"recall_at_{k}"] == pytest.approx(ref.recall[f"Recall@{k}"], abs=1e-12)
+        assert ours[f"precision_at_{k}"] == pytest.approx(ref.precision[f"P@{k}"], abs=1e-12)
+        assert ours[f"mrr_at_{k}"] == pytest.approx(ref.mrr[f"MRR@{k}"], abs=1e-12)
+    assert 0 < ours["mrr_at_10"] < 1 and ours["mrr_at_10"] != round(ours["mrr_at_10"], 5)  # not rounded
 
 
 GEMMA_PROMPTS = {
@@ -284,3 +290,118 @@ def test_hierarchical_clustering_matches_mteb(bow, label_kind):
         for level in ("Level 0", "Level 1"):
             assert ours["v_measures"][level] == pytest.approx(ref[name]["v_measures"][level], abs=1e-12), name
         assert ours["v_measure"] == pytest.approx(ref[name]["v_measure"], abs=1e-12), name
+
+
+def _multilabel_rows(rng: np.random.Generator, langs: tuple[str, ...], n_train: int, n_test: int
+                     ) -> tuple[list[dict], dict[str, np.ndarray]]:
+    """Rows of 0-3 labels out of 5 (a few rows unlabelled) whose vectors are the sum of their labels' centres plus
+    noise: k-NN scores well above chance and below 1."""
+    centres = rng.normal(size=(5, 16))
+    rows, table = [], {}
+    for lang in langs:
+        for split, n in (("train", n_train), ("test", n_test)):
+            for i in range(n):
+                labels = sorted(int(y) for y in rng.choice(5, size=int(rng.integers(0, 4)), replace=False))
+                text = f"{lang} {split} {i}"
+                table[text] = centres[labels].sum(axis=0) + 1.2 * rng.normal(size=16)
+                rows.append({"text": text, "label": labels, "split": split, "lang": lang})
+    return rows, table
+
+
+@pytest.mark.parametrize(("task_name", "langs"), [("BrazilianToxicTweetsClassification", ("default",)),
+                                                  ("MultiEURLEXMultilabelClassification", ("en", "de", "fr"))])
+def test_multilabel_task_file_matches_mteb(tmp_path, task_name, langs):
+    """A task file named after an mteb multilabel task, fixed vectors: every subset's scores equal mteb's
+    ``AbsTaskMultilabelClassification.evaluate`` over the same subsets in a row, whose undersampling generator is
+    shared by the subsets (harrier replays the earlier subsets' draws)."""
+    from harrier.eval.local import load_task_file
+    from harrier.eval.run import task_rng
+
+    rows, table = _multilabel_rows(np.random.default_rng(4), langs, 160, 70)
+    path = tmp_path / f"{task_name}.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    enc = TableEncoder(table)
+    sel = load_task_file(path)
+    assert sel.task.type == "MultilabelClassification" and sel.task.main_score == "accuracy"
+    assert sel.subsets == langs  # mteb's order (en, de, fr), not the file's sorted one
+
+    task = mteb.get_task(task_name)
+    task.dataset = {lang: datasets.DatasetDict({s: datasets.Dataset.from_dict(
+        {k: [r[k] for r in rows if r["split"] == s and r["lang"] == lang] for k in ("text", "label")})
+        for s in ("train", "test")}) for lang in langs}
+    task.data_loaded, task.hf_subsets = True, list(langs)
+    ref = task.evaluate(MtebEncoder(enc, name="t/t", prompts=NoPrompts()), "test", encode_kwargs={})
+    for lang in langs:
+        ours = score_subset(enc, sel.task, sel.task.load(tmp_path, lang, "test"), NoPrompts(),
+                            task_rng(sel.task, tmp_path, lang, "test"))
+        assert 0.05 < ref[lang]["accuracy"] < 0.95, lang
+        assert ours["main_score"] == pytest.approx(ref[lang]["main_score"], abs=1e-12), lang
+        for k in ("accuracy", "lrap", "f1", "hamming"):
+            assert ours[k] == pytest.approx(ref[lang][k], abs=1e-12), (lang, k)
+    if len(langs) > 1:  # without the replay, a later subset draws other training rows: another score
+        fresh = score_subset(enc, sel.task, sel.task.load(tmp_path, langs[-1], "test"), NoPrompts())
+        assert fresh["scores_per_experiment"] != ours["scores_per_experiment"]
+
+
+def _instruction_rows(rng: np.random.Generator) -> tuple[list[dict], dict[str, np.ndarray], dict[str, list[str]]]:
+    """FollowIR-like pairs: each base query q has q-og and q-changed (same text, another instruction), candidates
+    from a shared corpus; the changed instruction makes some of q-og's relevant documents non-relevant."""
+    docs = {f"d{i}": rng.normal(size=16) for i in range(40)}
+    rows = [{"kind": "document", "id": d, "text": f"document {d}"} for d in docs]
+    table = {f"document {d}": v for d, v in docs.items()}
+    changed = {}
+    for q in range(8):
+        candidates = [str(d) for d in rng.choice(list(docs), size=18, replace=False)]
+        relevant = candidates[:5]
+        changed[f"q{q}"] = relevant[:2] if q != 5 else relevant  # q5-changed has no relevant document left
+        for kind, instruction, rel in (("og", f"focus on topic {q}", relevant),
+                                       ("changed", f"focus on topic {q}, but exclude part {q}", relevant[2:])):
+            query = {"kind": "query", "id": f"q{q}-{kind}", "text": f"question {q}", "instruction": instruction,
+                     "relevant": {d: 1 for d in rel} if not (q == 5 and kind == "changed") else {},
+                     "candidates": candidates}
+            if kind == "changed":
+                query["changed"] = changed[f"q{q}"]
+            # the embedded query is text + " " + instruction (mteb's join): only that string has a vector
+            base = np.mean([docs[d] for d in relevant], axis=0)
+            table[f"question {q} {instruction}"] = base + 1.5 * rng.normal(size=16)
+            rows.append(query)
+    return rows, table, changed
+
+
+def test_instruction_reranking_task_file_matches_mteb(tmp_path):
+    """Core17InstructionRetrieval as a task file, fixed vectors: p-MRR (main) and the og / changed retrieval scores
+    equal mteb's AbsTaskRetrieval with the task's own ``evaluate_p_mrr_change`` (its qrel_diff download replaced by
+    the file's "changed" lists); mteb's instruction join, reranking among candidates and the dropping of a query
+    without relevant documents (q5-changed, whose pair p-MRR then skips) all take part."""
+    from mteb._evaluators.retrieval_metrics import evaluate_p_mrr_change
+
+    from harrier.eval.local import load_task_file
+
+    rows, table, changed = _instruction_rows(np.random.default_rng(5))
+    path = tmp_path / "Core17InstructionRetrieval.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    enc = TableEncoder(table)
+    sel = load_task_file(path)
+    assert (sel.task.type, sel.task.main_score) == ("InstructionReranking", "p-MRR")
+    ours = score_subset(enc, sel.task, sel.task.load(tmp_path, "default", "test"), NoPrompts())
+
+    queries = [r for r in rows if r["kind"] == "query"]
+    docs = [r for r in rows if r["kind"] == "document"]
+    split = {
+        "corpus": datasets.Dataset.from_dict({"id": [d["id"] for d in docs], "text": [d["text"] for d in docs]}),
+        "queries": datasets.Dataset.from_dict({k: [q[k] for q in queries] for k in ("id", "text", "instruction")}),
+        "relevant_docs": {q["id"]: dict(q["relevant"]) for q in queries},
+        "top_ranked": {q["id"]: list(q["candidates"]) for q in queries},
+    }
+    task = mteb.get_task("Core17InstructionRetrieval")
+    task.task_specific_scores = lambda scores, qrels, results, hf_split, hf_subset: evaluate_p_mrr_change(
+        qrels, results, changed, task.k_values)
+    ref = task._evaluate_subset(MtebEncoder(enc, name="t/t", prompts=NoPrompts()), split, encode_kwargs={},
+                                hf_split="test", hf_subset="default", timer=TimingStack())
+    assert task.metadata.main_score == "p-MRR" and ref["p-MRR"] != 0.0
+    assert ours["main_score"] == pytest.approx(ref["p-MRR"], abs=1e-12)
+    for group in ("og", "changed"):
+        for k in ("ndcg_at_5", "map_at_1000", "recall_at_10", "precision_at_1", "mrr_at_10"):
+            assert ours[group][k] == pytest.approx(ref[group][k], abs=1e-12), (group, k)
+    for k in ("ndcg_at_10", "map_at_1000", "mrr_at_1000"):
+        assert ours[k] == pytest.approx(ref[k], abs=1e-12), k
