@@ -103,3 +103,32 @@ def test_unknown_name_suggests_close_ones():
     with pytest.raises(ValueError, match="unknown MTEB task 'AmazonCounterfactualClasification'.*"
                                          "AmazonCounterfactualClassification"):
         task_metadata("AmazonCounterfactualClasification")
+
+
+def test_every_benchmark_task_has_a_scorer():
+    """Every task builds as a harrier task from its metadata (type with a task-file layout and scorer, producible
+    main score, accepted protocol), and the task classes score with the mteb code the parity tests compare with:
+    FollowIR tasks add p-MRR by ``evaluate_p_mrr_change``, no other ranking task adds scores of its own, and no
+    multilabel task overrides the base class's evaluation."""
+    import inspect
+
+    from mteb.abstasks import AbsTaskRetrieval
+    from mteb.abstasks.multilabel_classification import AbsTaskMultilabelClassification
+
+    from harrier.eval.tasks import TASK_TYPES, TaskSpec
+
+    for name, task in TASKS.items():
+        meta = task_metadata(name)
+        assert meta.type in TASK_TYPES, name
+        spec = TaskSpec(name, meta.type, meta.eval_splits, tuple(meta.subsets), lambda r, s, p: None,
+                        main_score=meta.main_score, protocol=meta.protocol)
+        assert spec.main_score == task.metadata.main_score, name
+        if meta.type == "InstructionReranking":
+            assert "evaluate_p_mrr_change(" in inspect.getsource(type(task).task_specific_scores), name
+        elif isinstance(task, AbsTaskRetrieval):
+            assert type(task).task_specific_scores is AbsTaskRetrieval.task_specific_scores, name
+        if isinstance(task, AbsTaskMultilabelClassification):
+            for method in ("_evaluate_subset", "_calculate_scores", "_undersample_data_indices", "evaluate"):
+                assert getattr(type(task), method) is getattr(AbsTaskMultilabelClassification, method), (name, method)
+    assert sorted(n for n in TASKS if task_metadata(n).type == "InstructionReranking") == [
+        "Core17InstructionRetrieval", "News21InstructionRetrieval", "Robust04InstructionRetrieval"]
