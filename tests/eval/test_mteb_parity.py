@@ -405,3 +405,113 @@ def test_instruction_reranking_task_file_matches_mteb(tmp_path):
             assert ours[group][k] == pytest.approx(ref[group][k], abs=1e-12), (group, k)
     for k in ("ndcg_at_10", "map_at_1000", "mrr_at_1000"):
         assert ours[k] == pytest.approx(ref[k], abs=1e-12), k
+
+
+def _pairs_case(rng, n, *, scores=None, labels=None):
+    rows, table = [], {}
+    for i in range(n):
+        v = rng.normal(size=16)
+        # noise: STS by score, pair classification by label (overlapping), bitext enough to miss some pairs
+        closeness = 4.0 - scores[i] if scores is not None else 2.0 if labels is None else 1.4 - 0.4 * labels[i]
+        rows.append({"sentence1": f"first {i}", "sentence2": f"second {i}"})
+        table[f"first {i}"], table[f"second {i}"] = v, v + closeness * rng.normal(size=16)
+        if scores is not None:
+            rows[-1]["score"] = scores[i]
+        if labels is not None:
+            rows[-1]["label"] = labels[i]
+    return rows, table
+
+
+def _ranking_case(rng, rerank: bool):
+    docs = {f"d{i}": rng.normal(size=16) for i in range(60)}
+    rows = [{"kind": "document", "id": d, "text": f"doc {d}"} for d in docs]
+    table = {f"doc {d}": v for d, v in docs.items()}
+    for q in range(15):
+        pool = [str(d) for d in rng.choice(list(docs), size=20, replace=False)]
+        relevant = {d: int(rng.integers(1, 3)) for d in pool[:3]}
+        row = {"kind": "query", "id": f"q{q}", "text": f"query {q}", "relevant": relevant}
+        if rerank:
+            row["candidates"] = pool
+        table[f"query {q}"] = np.mean([docs[d] for d in relevant], axis=0) + 1.2 * rng.normal(size=16)
+        rows.append(row)
+    return rows, table
+
+
+def _cluster_case(rng, n=120, k=4):
+    centres = rng.normal(size=(k, 16))
+    ys = [int(y) for y in rng.integers(0, k, n)]
+    rows = [{"text": f"text {i}", "label": y} for i, y in enumerate(ys)]
+    return rows, {f"text {i}": centres[y] + 1.3 * rng.normal(size=16) for i, y in enumerate(ys)}
+
+
+def _mteb_ranking_split(rows, rerank):
+    queries = [r for r in rows if r["kind"] == "query"]
+    docs = [r for r in rows if r["kind"] == "document"]
+    return {"corpus": datasets.Dataset.from_dict({"id": [d["id"] for d in docs], "text": [d["text"] for d in docs]}),
+            "queries": datasets.Dataset.from_dict({"id": [q["id"] for q in queries],
+                                                   "text": [q["text"] for q in queries]}),
+            "relevant_docs": {q["id"]: dict(q["relevant"]) for q in queries},
+            "top_ranked": {q["id"]: list(q["candidates"]) for q in queries} if rerank else None}
+
+
+def _columns(rows, **names):
+    return datasets.Dataset.from_dict({theirs: [r[ours] for r in rows] for theirs, ours in names.items()})
+
+
+# one benchmark task per task type (Classification: test_named_task_files.py's AmazonCounterfactualClassification;
+# MultilabelClassification and InstructionReranking above), its task file fed fixed vectors
+NAMED_CASES = {
+    "BornholmBitextMining": lambda rng: (*_pairs_case(rng, 60),
+                                         lambda rows: _columns(rows, sentence1="sentence1", sentence2="sentence2")),
+    "FinParaSTS": lambda rng: (*_pairs_case(rng, 60, scores=[float(x) for x in rng.uniform(2, 4, 60)]),
+                               lambda rows: _columns(rows, sentence1="sentence1", sentence2="sentence2",
+                                                     score="score")),
+    "ArmenianParaphrasePC": lambda rng: (*_pairs_case(rng, 80, labels=[int(x) for x in rng.integers(0, 2, 80)]),
+                                         lambda rows: _columns(rows, sentence1="sentence1", sentence2="sentence2",
+                                                               labels="label")),
+    "RomaniBibleClustering": lambda rng: (*_cluster_case(rng), lambda rows: datasets.Dataset.from_dict(
+        {"sentences": [[r["text"] for r in rows]], "labels": [[r["label"] for r in rows]]})),
+    "SCIDOCS": lambda rng: (*_ranking_case(rng, False), lambda rows: _mteb_ranking_split(rows, False)),
+    "AlloprofReranking": lambda rng: (*_ranking_case(rng, True), lambda rows: _mteb_ranking_split(rows, True)),
+}
+
+
+@pytest.mark.parametrize("task_name", list(NAMED_CASES))
+def test_named_task_file_of_each_type_matches_mteb(tmp_path, task_name):
+    """A task file named after a benchmark task of each type, fixed vectors: the task's metadata (type, main score,
+    protocol) is taken from the file name, and the main score equals mteb's evaluator for that task."""
+    from harrier.eval.local import load_task_file
+    from harrier.eval.metadata import task_metadata
+
+    rows, table, to_mteb = NAMED_CASES[task_name](np.random.default_rng(6))
+    path = tmp_path / f"{task_name}.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    enc = TableEncoder(table)
+    sel = load_task_file(path)
+    meta = task_metadata(task_name)
+    assert (sel.task.type, sel.task.main_score, sel.task.protocol) == (meta.type, meta.main_score, meta.protocol)
+    ours = score_subset(enc, sel.task, sel.task.load(tmp_path, "default", "test"), NoPrompts())
+    ref, task = _mteb_run(task_name, to_mteb(rows), enc, NoPrompts())  # _evaluate_subset: no "main_score" key
+    assert ours["main_score"] == pytest.approx(ref[task.metadata.main_score], abs=1e-12)
+    assert ours["main_score"] == ours[task.metadata.main_score] and 0.05 < ours["main_score"] < 0.99
+
+
+def test_named_v2_clustering_task_file_matches_mteb(tmp_path):
+    """HALClusteringS2S.v2 (v2 clustering, max_documents 2048 from its metadata; fewer draws for speed)."""
+    from harrier.eval.local import load_task_file
+    from harrier.eval.run import task_rng
+
+    rows, table = _cluster_case(np.random.default_rng(7), n=150)
+    path = tmp_path / "HALClusteringS2S.v2.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    enc = TableEncoder(table)
+    sel = load_task_file(path, protocol=["n_clusters=3", "cluster_size=300"])
+    assert sel.task.protocol.max_documents == 2048 and sel.task.main_score == "v_measure"
+    ours = score_subset(enc, sel.task, sel.task.load(tmp_path, "default", "test"), NoPrompts(),
+                        task_rng(sel.task, tmp_path, "default", "test"))
+    task = mteb.get_task("HALClusteringS2S.v2")
+    task.dataset = {"default": {"test": _columns(rows, sentences="text", labels="label")}}
+    task.data_loaded, task.hf_subsets = True, ["default"]
+    task.n_clusters, task.max_documents_per_cluster = 3, 300
+    ref = task.evaluate(MtebEncoder(enc, name="t/t", prompts=NoPrompts()), "test", encode_kwargs={})["default"]
+    assert ours["main_score"] == pytest.approx(ref["main_score"], abs=1e-12) and 0.05 < ref["main_score"] < 0.99
