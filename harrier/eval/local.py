@@ -175,6 +175,10 @@ def _retrieval(path: Path, rows: list[dict[str, object]], task_type: str) -> Ret
         raise ValueError(f"{path}: queries refer to unknown document ids {', '.join(sorted(unknown)[:5])}")
     if not queries or not corpus:
         raise ValueError(f"{path}: a {task_type} task needs at least one query and one document")
+    if changed is not None and not any(docs and qrels[f"{q}-og"] and qrels[f"{q}-changed"] for q, docs in
+                                       changed.items()):  # mteb drops queries without relevant documents
+        raise ValueError(f"{path}: p-MRR needs a query pair with relevant documents on both queries and a non-empty "
+                         "\"changed\" list; none has")
     return RetrievalData(queries, corpus, qrels, candidates if rerank else None, changed)
 
 

@@ -151,6 +151,12 @@ def _unknown_changed(rows):
     rows[-1]["changed"] = ["d999"]
 
 
+def _nothing_relevant_changed(rows):
+    for r in rows:
+        if str(r.get("id")).endswith("-changed"):
+            r["relevant"] = {}
+
+
 @pytest.mark.parametrize(("make", "argv", "message"), [
     (lambda p: _ml_file(p, [r for r in _multilabel_rows(20, 12) if r["split"] != "train"]),
      ["--task-name", "BrazilianToxicTweetsClassification"],
@@ -170,6 +176,8 @@ def _unknown_changed(rows):
      "query 'q1-changed' has no original query 'q1-og'"),
     (lambda p: _ir_file(p, _unknown_changed), ["--task-name", "Core17InstructionRetrieval"],
      "unknown document ids d999"),
+    (lambda p: _ir_file(p, _nothing_relevant_changed), ["--task-name", "Core17InstructionRetrieval"],
+     "p-MRR needs a query pair with relevant documents on both queries"),
     (_ir_file, ["--task-name", "Core17InstructionRetrieval", "--task-type", "Reranking"],
      "is a InstructionReranking task in mteb's metadata, not Reranking"),
     (_ir_file, ["--task-type", "InstructionReranking", "--protocol", "k_values=0"],
