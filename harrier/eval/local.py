@@ -8,7 +8,8 @@ Every line is a JSON object. Optional on every line: ``"lang"`` (subset; default
 - BitextMining:       {"sentence1", "sentence2"}                  (sentence1 must retrieve its sentence2)
 - Classification:     {"text", "label"}; lines with "split": "train" are the training pool (two labels or more),
                       the others are scored; labels are class-encoded as mteb does (names sorted as strings)
-- MultilabelClassification: {"text", "label": [labels]} (a list, possibly empty); "train" lines as Classification
+- MultilabelClassification: {"text", "label": [labels]} (a list, possibly empty); "train" lines as Classification;
+                      a scored split over max_eval_samples lines is cut as mteb cuts it (``stratify.py``)
 - Clustering:         {"text", "label"}
 - Retrieval:          {"kind": "document", "id", "text"} and
                       {"kind": "query", "id", "text", "relevant": {doc id: grade}}
@@ -246,17 +247,23 @@ def _classification(p: Path, groups: dict[tuple[str, str], list[dict[str, object
     return out
 
 
-def _label_list(p: Path, row: Mapping[str, object]) -> list[str]:
+def _label_list(p: Path, row: Mapping[str, object]) -> list[str | int | float]:
     label = row["label"]
-    if not isinstance(label, list):
-        raise ValueError(f"{p}:{row['_line']}: a MultilabelClassification 'label' must be a list of labels, got "
-                         f"{label!r}")
-    return [str(x) for x in label]
+    if not isinstance(label, list) or not all(isinstance(y, str | int | float) and not isinstance(y, bool)
+                                              for y in label):
+        raise ValueError(f"{p}:{row['_line']}: a MultilabelClassification 'label' must be a list of labels (strings "
+                         f"or numbers), got {label!r}")
+    return label
 
 
 def _multilabel(p: Path, groups: dict[tuple[str, str], list[dict[str, object]]],
                 protocol: MultilabelClassificationProtocol) -> dict[tuple[str, str], TaskData]:
-    """Label lists kept as given (as strings); mteb binarises them over each scored split's labels."""
+    """Label lists kept as given: mteb binarises them in the sorted order of their values, which its cut of a split
+    over ``max_eval_samples`` rows depends on (``stratify.py``), so a language's labels are all strings or all
+    numbers."""
+    from harrier.eval.metrics import SEED
+    from harrier.eval.stratify import stratified_sample
+
     out: dict[tuple[str, str], TaskData] = {}
     cap = protocol.max_eval_samples
     for lang in sorted({lang for lang, _ in groups}):
@@ -265,15 +272,17 @@ def _multilabel(p: Path, groups: dict[tuple[str, str], list[dict[str, object]]],
         if sum(1 for y in train_labels if y) < protocol.n_neighbors:
             raise ValueError(f"{p}: MultilabelClassification needs at least n_neighbors={protocol.n_neighbors} "
                              f"\"{protocol.train_split}\" lines with a label (language {lang})")
+        kinds = {isinstance(y, str) for (g_lang, _), group in groups.items() if g_lang == lang for r in group
+                 for y in _label_list(p, r)}
+        if len(kinds) > 1:
+            raise ValueError(f"{p}: MultilabelClassification labels must be all strings or all numbers (language "
+                             f"{lang} mixes them)")
         for (g_lang, split), group in groups.items():
             if g_lang != lang or split == protocol.train_split:
                 continue
+            if cap is not None and len(group) > cap:  # mteb's cut, on labels only, before anything is embedded
+                group = [group[i] for i in stratified_sample([_label_list(p, r) for r in group], cap, SEED)]
             labels = [_label_list(p, r) for r in group]
-            if cap is not None and len(group) > cap:
-                raise ValueError(f"{p}: split {split} (language {lang}) has {len(group)} lines, over the protocol's "
-                                 f"max_eval_samples={cap}: mteb cuts it by iterative stratification, which harrier "
-                                 f"does not implement; hold at most {cap} lines or pass --protocol "
-                                 "max_eval_samples=none")
             if not any(labels):
                 raise ValueError(f"{p}: MultilabelClassification needs labels on the lines it scores (split {split}, "
                                  f"language {lang} has none)")

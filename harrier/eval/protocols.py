@@ -57,9 +57,8 @@ class ClassificationProtocol:
 @dataclass(frozen=True)
 class MultilabelClassificationProtocol:
     """k-nearest-neighbours (``n_neighbors``) on ``n_experiments`` undersamplings of the ``train_split`` lines, each
-    keeping a line while any of its labels has fewer than ``samples_per_label`` (mteb
-    AbsTaskMultilabelClassification). mteb cuts an evaluation split over ``max_eval_samples`` rows by iterative
-    stratification, which harrier does not implement: such a split is refused (no benchmark task has one)."""
+    keeping a line while any of its labels has fewer than ``samples_per_label``; evaluation splits over
+    ``max_eval_samples`` rows are cut by iterative stratification (mteb AbsTaskMultilabelClassification)."""
 
     n_experiments: int = 10
     samples_per_label: int = 8

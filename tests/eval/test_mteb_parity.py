@@ -515,3 +515,46 @@ def test_named_v2_clustering_task_file_matches_mteb(tmp_path):
     task.n_clusters, task.max_documents_per_cluster = 3, 300
     ref = task.evaluate(MtebEncoder(enc, name="t/t", prompts=NoPrompts()), "test", encode_kwargs={})["default"]
     assert ours["main_score"] == pytest.approx(ref["main_score"], abs=1e-12) and 0.05 < ref["main_score"] < 0.99
+
+
+@pytest.mark.parametrize("kind", [int, str])
+def test_stratified_cut_matches_mteb(kind):
+    """The rows mteb keeps of a multilabel split over max_eval_samples (``_multilabel_subsampling``): the same for
+    integer and string labels (their sorted order differs: "10" < "2"), unlabelled rows included."""
+    from mteb.abstasks.abstask import _multilabel_subsampling
+
+    from harrier.eval.stratify import stratified_sample
+
+    rng = np.random.default_rng(8)
+    names = [kind(x) for x in (2, 10, 3, 7, 11, 5)]
+    labels = [[names[int(i)] for i in rng.choice(6, size=int(rng.integers(0, 4)), replace=False)]
+              for _ in range(300)]
+    for n in (40, 137):
+        dd = datasets.DatasetDict({"test": datasets.Dataset.from_dict({"label": labels, "i": list(range(300))})})
+        ref = _multilabel_subsampling(dd, seed=42, splits=["test"], label="label", n_samples=n)["test"]["i"]
+        ours = stratified_sample(labels, n, 42)
+        assert ours == ref and len(ours) == n
+        other = [[str(y) if kind is int else int(y) for y in row] for row in labels]
+        assert stratified_sample(other, n, 42) != ours  # the values' sorted order matters
+
+
+def test_multilabel_split_over_max_eval_samples_is_cut_as_mteb_cuts_it(tmp_path):
+    from harrier.eval.local import load_task_file
+
+    rows, table = _multilabel_rows(np.random.default_rng(9), ("default",), 160, 90)
+    path = tmp_path / "KorHateSpeechMLClassification.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    enc = TableEncoder(table)
+    sel = load_task_file(path, protocol=["max_eval_samples=50"])
+    data = sel.task.load(tmp_path, "default", "test")
+    assert len(data.texts) == 50
+    ours = score_subset(enc, sel.task, data, NoPrompts())
+    task = mteb.get_task("KorHateSpeechMLClassification")
+    task.max_eval_samples = 50
+    task.dataset = {"default": datasets.DatasetDict({s: datasets.Dataset.from_dict(
+        {k: [r[k] for r in rows if r["split"] == s] for k in ("text", "label")}) for s in ("train", "test")})}
+    task.data_loaded = True
+    ref = task.evaluate(MtebEncoder(enc, name="t/t", prompts=NoPrompts()), "test", encode_kwargs={})["default"]
+    assert ours["main_score"] == pytest.approx(ref["main_score"], abs=1e-12) and 0.05 < ref["main_score"] < 0.95
+    for k in ("lrap", "f1", "hamming"):
+        assert ours[k] == pytest.approx(ref[k], abs=1e-12), k

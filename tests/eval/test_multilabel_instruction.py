@@ -163,8 +163,11 @@ def _nothing_relevant_changed(rows):
      'MultilabelClassification needs lines with "split": "train"'),
     (lambda p: _ml_file(p, _multilabel_rows(4, 12)), ["--task-name", "KorHateSpeechMLClassification"],
      'needs at least n_neighbors=5 "train" lines with a label'),
-    (_ml_file, ["--task-name", "CEDRClassification", "--protocol", "max_eval_samples=10"],
-     "split test .* has 12 lines, over the protocol's max_eval_samples=10: mteb cuts it by iterative stratification"),
+    (lambda p: _ml_file(p, [*_multilabel_rows(20, 12), {"text": "x", "label": ["joy"], "split": "test"}]),
+     ["--task-name", "CEDRClassification"], "labels must be all strings or all numbers"),
+    (lambda p: _ml_file(p, [*_multilabel_rows(20, 12), {"text": "x", "label": [[1]], "split": "test"}]),
+     ["--task-name", "CEDRClassification"], r"bad.jsonl:33: a MultilabelClassification 'label' must be a list of "
+                                            r"labels \(strings or numbers\), got \[\[1\]\]"),
     (_ml_file, ["--task-name", "CEDRClassification", "--protocol", "n_neighbors=0"],
      r"MultilabelClassificationProtocol.n_neighbors must be >= 1, got 0"),
     (_ml_file, ["--task-name", "MultiEURLEXMultilabelClassification"], "lang default is not a subset of MultiEURLEX"),

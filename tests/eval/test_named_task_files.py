@@ -90,7 +90,7 @@ def test_a_file_named_after_amazon_counterfactual_uses_32_samples_per_label_as_m
     (["--task-name", "DBpediaClassification"],
      "lang de, en is not a subset of DBpediaClassification; its subsets are default"),
     (["--task-name", "CEDRClassification"], r"mine.jsonl:1: a MultilabelClassification 'label' must be a list of "
-                                            "labels, got 1"),
+                                            r"labels \(strings or numbers\), got 1"),
     (["--task-name", "MassiveIntentClasification"], "unknown MTEB task .*did you mean 'MassiveIntentClassification'"),
 ])
 def test_bad_metadata_input_is_one_error_line_before_the_model_loads(tmp_path, monkeypatch, capsys, argv, message):
