@@ -165,7 +165,8 @@ GEMMA_PROMPTS = {
     "STS": "task: sentence similarity | query: ",
 }
 TASKS = ["STSBenchmark", "STS17", "Tatoeba", "SIB200Classification", "MassiveIntentClassification",
-         "PawsXPairClassification", "SIB200ClusteringS2S", "MasakhaNEWSClusteringS2S", "XQuADRetrieval", "SciFact"]
+         "PawsXPairClassification", "SIB200ClusteringS2S", "MasakhaNEWSClusteringS2S", "XQuADRetrieval", "SciFact",
+         "CEDRClassification", "MultiEURLEXMultilabelClassification", "Core17InstructionRetrieval", "AlloprofReranking"]
 
 
 @pytest.mark.parametrize("task_name", TASKS)
