@@ -14,10 +14,11 @@ import torch
 from harrier import chunking, loading, saving
 from harrier.chunking import Aggregate, ChunkConfig, ChunkedEmbeddings
 from harrier.engine import DEFAULT_BATCH_TOKENS, run_batches
+from harrier.fastpath import int8_probe
 from harrier.loading import DType, LoadedModel
 from harrier.prefix_cache import DEFAULT_MAX_MB, PrefixStore, unsupported_reason, weights_version
 from harrier.prompts import Prompt, PromptConfig, PromptSpec, Side, prefix_for, resolve_prefix, side_prefix
-from harrier.quantize import describe_dtype
+from harrier.quantize import describe_dtype, is_int8
 from harrier.tokenize import TokenizedItems, TruncationPolicy, check_max_length, check_texts, check_truncation
 from harrier.vectors import l2_normalize
 
@@ -47,6 +48,7 @@ class ModelInfo:
     dtype: str
     device: str
     prefix_cache: str  # "on (...)", "off (...)" or "not applicable: <why>"
+    int8_probe: str = "not run (not an int8 model)"  # the int8 capability probe's figures (fastpath.int8_probe)
 
 
 class Embedder:
@@ -331,6 +333,7 @@ class Embedder:
             parameters=self.model.num_parameters(),
             dtype=describe_dtype(self.model, str(self.dtype).removeprefix("torch.")),
             device=str(self.device), prefix_cache=self.prefix_cache_state(),
+            **({"int8_probe": int8_probe().summary()} if is_int8(self.model) else {}),
         )
 
     def prefix_cache_state(self) -> str:
@@ -344,5 +347,8 @@ class Embedder:
 
     def save_pretrained(self, path: str | Path) -> None:
         """Write the harrier Sentence-Transformers layout (loads in harrier and in SentenceTransformer())."""
+        if is_int8(self.model):
+            raise ValueError("an int8 model is not saved: int8 is applied at load (dtype='int8'); save the float "
+                             "model and load that with dtype='int8'")
         saving.save_pretrained(Path(path), model=self.model, card=self.card, max_length=self.max_length,
                                dtype=self.dtype)

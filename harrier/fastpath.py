@@ -1,22 +1,42 @@
 """Opt-in fast inference modes, applied to a built model: ``compile`` (the decoder layers through torch.compile,
-``models/compiled.py``) and ``int8`` (int8 linear layers with per-token activations, ``quantize.py``).
+``models/compiled.py``) and ``int8`` (int8 linear layers with per-token activations, ``quantize.py``), and the
+int8 capability probe that picks its backend.
 
-Neither is on by default: both change numerics (to float rounding for ``compile``; within the stated tolerance
-for ``int8``), and the default fp32 / bf16 paths stay bit-identical. ``docs/cpu-modes.md`` has the measurements
-and when compiling pays off.
+Neither mode is on by default, and ``auto`` never picks int8: both change numerics (to float rounding for
+``compile``; within the stated tolerance for ``int8``), and the default fp32 / bf16 paths stay bit-identical.
+``docs/cpu-modes.md`` has the measurements and when each pays off.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cache
 
 import torch
 
 from harrier.model import EmbeddingModel
-from harrier.quantize import DEFAULT_KEEP_LAST, quantize_decoder
+from harrier.packing import pack
+from harrier.quantize import (
+    BACKENDS,
+    DEFAULT_KEEP_LAST,
+    QMAX,
+    QMAX_NO_SATURATION,
+    Int8Backend,
+    Int8Linear,
+    quantize_decoder,
+)
 
 log = logging.getLogger(__name__)
 INT8 = "int8"  # the dtype name that selects int8 linear layers; everything else then computes in float32
+PROBE_SHAPE = (256, 1024, 2048)  # T, K, N of the timed product: a decoder projection's size
+PROBE_ROUNDS = 5  # each candidate timed once per round, interleaved; the best of the rounds counts
+SATURATION_TOLERANCE = 0.02  # relative error above which a backend's products are broken (int16 saturation)
+_warned: set[str] = set()
 
 
 def split_dtype(dtype: str | torch.dtype) -> tuple[str | torch.dtype, bool]:
@@ -26,15 +46,168 @@ def split_dtype(dtype: str | torch.dtype) -> tuple[str | torch.dtype, bool]:
     return dtype, False
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """One backend as the probe found it: the weight levels that do not saturate (None: it cannot run or is wrong
+    at every level), its seconds for the probe product, and why it is out when it is."""
+
+    name: str
+    weight_qmax: int | None
+    seconds: float = float("inf")
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Int8Probe:
+    """The probe's finding: ``backend`` (the fastest correct one; None when none runs), its speed against float32
+    (``speedup``: float32 seconds / int8 seconds for the probe product) and every candidate's figures."""
+
+    backend: Int8Backend | None
+    speedup: float
+    fp32_seconds: float
+    candidates: tuple[Candidate, ...] = field(default=())
+    forced: bool = False
+
+    def summary(self) -> str:
+        """One line for ``info()`` / ``harrier info``."""
+        parts = []
+        for c in self.candidates:
+            if c.weight_qmax is None:
+                parts.append(f"{c.name} out ({c.note})")
+            else:
+                bits = "" if c.weight_qmax == QMAX else f", 7-bit weights ({c.note})"
+                parts.append(f"{c.name} {self.fp32_seconds / c.seconds:.2f}x{bits}")
+        chosen = "none" if self.backend is None else self.backend.name
+        how = "HARRIER_INT8_BACKEND" if self.forced else "fastest"
+        return (f"int8 probe ({PROBE_SHAPE[0]}x{PROBE_SHAPE[1]}->{PROBE_SHAPE[2]} products vs float32): "
+                f"{'; '.join(parts)}; chosen: {chosen} ({how})")
+
+
+def choose(candidates: Sequence[Candidate], fp32_seconds: float, forced: str | None = None) -> Int8Probe:
+    """The decision, from measured (or, in tests, simulated) figures: the fastest candidate that runs correctly,
+    or ``forced`` (``HARRIER_INT8_BACKEND``) when that one runs."""
+    usable = [c for c in candidates if c.weight_qmax is not None]
+    if forced is not None:
+        if forced not in BACKENDS:
+            raise ValueError(f"HARRIER_INT8_BACKEND={forced!r} is not a backend; backends: {', '.join(BACKENDS)}")
+        usable = [c for c in usable if c.name == forced]
+        if not usable:
+            note = next((c.note for c in candidates if c.name == forced), "not probed")
+            raise ValueError(f"HARRIER_INT8_BACKEND={forced!r} cannot run on this CPU ({note})")
+    if not usable:
+        return Int8Probe(None, 0.0, fp32_seconds, tuple(candidates), forced is not None)
+    best = min(usable, key=lambda c: c.seconds)
+    return Int8Probe(Int8Backend(best.name, best.weight_qmax), fp32_seconds / best.seconds, fp32_seconds,
+                     tuple(candidates), forced is not None)
+
+
+def _seconds(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _broken(layer: Int8Linear, linear: torch.nn.Linear, inputs: Sequence[torch.Tensor]) -> float:
+    """The largest relative error of ``layer`` against ``linear`` over ``inputs`` (small unless it saturates)."""
+    worst = 0.0
+    for x in inputs:
+        ref = linear(x)
+        worst = max(worst, float(((layer(x) - ref).norm(dim=1) / ref.norm(dim=1).clamp(min=1e-12)).max()))
+    return worst
+
+
+@torch.no_grad()
+def measure_candidates() -> tuple[list[Candidate], float]:
+    """Each backend's correctness (at 8-bit, else 7-bit weights) and speed on the probe product, and float32's."""
+    t, k, n = PROBE_SHAPE
+    gen = torch.Generator().manual_seed(0)
+    linear = torch.nn.Linear(k, n, bias=False)
+    linear.weight.copy_(torch.randn(n, k, generator=gen) * 0.02)
+    x = torch.randn(t, k, generator=gen)
+    # all-positive inputs on all-positive weights: every u8 x s8 pair at its largest, where int16 saturates
+    extreme = torch.nn.Linear(k, 64, bias=False)
+    extreme.weight.fill_(0.01)
+    checks = [torch.ones(4, k), torch.rand(4, k, generator=gen), x[:16]]
+    found: list[tuple[str, int | None, Int8Linear | None, str]] = []
+    for name in BACKENDS:
+        chosen, note = None, ""
+        for qmax in (QMAX, QMAX_NO_SATURATION):
+            try:
+                backend = Int8Backend(name, qmax)
+                err = _broken(Int8Linear(extreme, backend=backend), extreme, checks[:2])
+                err = max(err, _broken(Int8Linear(linear, backend=backend), linear, checks[2:]))
+            except (RuntimeError, NotImplementedError) as exc:  # no kernel for this engine / CPU
+                note = f"unavailable: {str(exc).splitlines()[0][:80]}"
+                break
+            if err <= SATURATION_TOLERANCE:
+                chosen = qmax
+                break
+            note = f"8-bit weights saturate: relative error {err:.2f}"
+        found.append((name, chosen, Int8Linear(linear, backend=Int8Backend(name, chosen)) if chosen else None,
+                      note if chosen is None or chosen != QMAX else ""))
+    best = {name: float("inf") for name, *_ in found}
+    fp32 = float("inf")
+    for layer in [f[2] for f in found if f[2] is not None] + [linear]:
+        layer(x)  # warm-up (first-call packing, thread pool)
+    for _ in range(PROBE_ROUNDS):
+        fp32 = min(fp32, _seconds(lambda: linear(x)))
+        for name, _, layer, _ in found:
+            if layer is not None:
+                best[name] = min(best[name], _seconds(lambda layer=layer: layer(x)))
+    return [Candidate(name, qmax, best[name], note) for name, qmax, _, note in found], fp32
+
+
+@cache
+def int8_probe() -> Int8Probe:
+    """Which int8 backend is fastest here and how it compares with float32: measured once per process (about
+    0.2 s). Flags alone mislead (AVX2 has int8 instructions, yet measured int8 products there slower than
+    float32). ``HARRIER_INT8_BACKEND=<name>`` takes that backend (still checked for saturation)."""
+    candidates, fp32 = measure_candidates()
+    probe = choose(candidates, fp32, os.environ.get("HARRIER_INT8_BACKEND") or None)
+    log.info("%s", probe.summary())
+    return probe
+
+
+def faster_mode() -> str:
+    from harrier.loading import cpu_bf16_is_faster
+
+    return "bfloat16" if cpu_bf16_is_faster() else "float32"
+
+
+def warn_once(key: str, message: str) -> None:
+    """A ``RuntimeWarning`` (and log line) the first time ``key`` is seen in this process."""
+    if key in _warned:
+        return
+    _warned.add(key)
+    log.warning("%s", message)
+    warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
 def apply_fast_modes(model: EmbeddingModel, device: torch.device, *, int8: bool = False,
-                     compile: bool = False, keep_last: int = DEFAULT_KEEP_LAST) -> None:
-    """Quantise (``int8``) and/or compile (``compile``) a built inference model in place."""
+                     compile: bool = False, keep_last: int = DEFAULT_KEEP_LAST,
+                     calibration_ids: Sequence[Sequence[int]] = ()) -> Int8Probe | None:
+    """Quantise (``int8``, smoothing calibrated on ``calibration_ids``) and/or compile (``compile``) a built
+    inference model in place. Returns the int8 probe's finding when quantising."""
+    probe = None
     if int8:
         if device.type != "cpu":
             raise ValueError(f"dtype 'int8' runs on CPU only (int8 dot-product units); got device {device}. "
                              "Use bfloat16 on CUDA")
-        n = quantize_decoder(model.backbone, keep_last=keep_last)
-        log.info("int8: %d linear layers quantised (down_proj, the last %d decoder layers, embedding and heads kept "
-                 "in float32)", n, keep_last)
+        probe = int8_probe()
+        if probe.backend is None:
+            raise ValueError(f"dtype 'int8' cannot run on this CPU: {probe.summary()}")
+        if probe.speedup < 1.0:
+            warn_once("int8-slow", f"int8 products are slower than float32 on this CPU (measured {probe.speedup:.2f}x"
+                                   f" with the fastest backend, {probe.backend.name}); {faster_mode()} is the faster "
+                                   "choice here")
+        batches = []
+        if calibration_ids:
+            b = pack(calibration_ids, device=device)
+            batches.append((b.input_ids_T, b.position_ids_T, b.groups))
+        n = quantize_decoder(model.backbone, keep_last=keep_last, backend=probe.backend, calibration=batches)
+        log.info("int8: %d linear layers quantised (backend %s, weights |q| <= %d, smoothing calibrated on %d "
+                 "texts; down_proj, the last %d decoder layers, embedding and heads kept in float32)", n,
+                 probe.backend.name, probe.backend.weight_qmax, len(calibration_ids), keep_last)
     if compile:
         model.backbone.compile_layers()
+    return probe

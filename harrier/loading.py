@@ -171,6 +171,7 @@ def load_model(name_or_path: str | Path, *, device: str | torch.device | None = 
                compile: bool = False) -> LoadedModel:
     """A hub id, local directory or .gguf file as a ready model (see ``Embedder.from_pretrained`` for arguments)."""
     from harrier.fastpath import apply_fast_modes, split_dtype
+    from harrier.quantize import calibration_texts
 
     ckpt = read_checkpoint(resolve(name_or_path, revision=revision, cache_dir=cache_dir))
     dev = resolve_device(device)
@@ -178,7 +179,8 @@ def load_model(name_or_path: str | Path, *, device: str | torch.device | None = 
     loaded = ready_model(ckpt, device=dev, dtype=resolve_dtype(dtype, dev, ckpt.card.hf_config,
                                                                 ckpt.card.decoder.model_type), max_length=max_length,
                          allow_over_positions=allow_over_positions)
-    apply_fast_modes(loaded.model, dev, int8=int8, compile=compile)
+    calibration = loaded.tokenizer.encode(calibration_texts(), truncation="silent").ids if int8 else ()
+    apply_fast_modes(loaded.model, dev, int8=int8, compile=compile, calibration_ids=calibration)
     return loaded
 
 

@@ -1,37 +1,87 @@
 """int8 inference: the decoder's linear layers with int8 weights (one scale per output channel) and int8
-activations quantised per token at run time, multiplied on the CPU's int8 dot-product units (``torch._int_mm``:
-AVX512-VNNI, AMX-INT8 where present) with int32 accumulation.
+activations quantised per token at run time, multiplied into int32 on the CPU's int8 units, with each layer's
+input channels smoothed (SmoothQuant-style) by scales calibrated once at load.
 
 Why per token: a packed batch mixes tokens whose activations differ by orders of magnitude (Gemma's first
 tokens carry "massive activations"), so one scale per tensor, as PyTorch's ``quantize_dynamic`` and ONNX Runtime's
 dynamic int8 use, rounds ordinary tokens to a few levels: min cosine 0.89 against fp32 on EmbeddingGemma in our
 measurement. One scale per token keeps each token's own range.
 
+Why smoothing: within a token a few input channels are far larger than the rest, so a per-token scale still
+rounds the ordinary channels coarsely (harrier-270m shape: min cosine 0.985 against fp32 on 120 probe texts).
+Each linear divides its input channel k by ``s_k = amax_x[k]^a / amax_w[k]^(1-a)`` and multiplies the weight's
+column k by it, which leaves the product unchanged in exact arithmetic and moves the outliers into the weights
+(per output channel scales absorb them). ``amax_x`` is measured at load on the fixed texts in
+``data/int8_calibration.json`` (written for harrier; positions before ``CALIBRATION_SKIP`` are left out: their
+massive activations have their own per-token scales and would only inflate ``s``). Measured (docs/cpu-modes.md):
+min cosine 0.985 -> 0.997 on the harrier-270m shape.
+
+Backends (``Int8Backend``), picked per process by a timed probe in ``fastpath.py``:
+- ``int_mm``: ``torch._int_mm`` (oneDNN: AVX512-VNNI / AMX-INT8 s8s8 products);
+- ``qlinear-onednn`` / ``qlinear-fbgemm``: ``quantized::linear_dynamic`` with per-channel prepacked weights under
+  that engine. It quantises activations per tensor; per token is recovered exactly by scaling each row to
+  ``[-1, 1]`` first and back afterwards (row scaling commutes with the product). fbgemm has AVX2 u8s8 kernels.
+On CPUs without VNNI, u8 x s8 products go through ``vpmaddubsw``, whose int16 pair sums saturate (measured: an
+error of 152,514 in an int32 result under AVX2): there the probe finds the saturation and the weights use 7 bits
+(``|q| <= 63``: 2 x 255 x 63 < 32,767), which cannot saturate.
+
 What stays in floating point: the embedding table, every norm, attention (softmax included), the MLP's
-``down_proj`` (its input, the GELU-gated product, has the largest outliers: keeping it float raises EmbeddingGemma's
-min cosine against fp32 from 0.9942 to 0.9958 on 80 probe texts, 0.9954 to 0.9979 on 120), the last ``keep_last``
-decoder layers and the Sentence-Transformers Dense heads (their error reaches the embedding directly).
-The element-wise quantise / dequantise steps are cheap only when fused, so run this under ``compile=True``;
-eager works and gives the same numbers (to rounding), slower.
+``down_proj`` (its input, the GELU-gated product, has the largest outliers), the last ``keep_last`` decoder layers
+and the Sentence-Transformers Dense heads. The element-wise quantise / dequantise steps are cheap only when fused,
+so run this under ``compile=True``; eager works and gives the same numbers (to rounding), slower.
 
 Shape legend: T = tokens, K = input features, N = output features.
 """
 
 from __future__ import annotations
 
+import json
+import warnings
+from collections.abc import Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import resources
+
 import torch
 from torch import nn
 
-QMAX = 127.0  # symmetric int8, -127..127 (no -128, so negation stays in range)
-DEFAULT_KEEP_LAST = 2  # decoder layers next to the pooling stay in floating point
+QMAX = 127  # symmetric int8, -127..127 (no -128, so negation stays in range)
+QMAX_NO_SATURATION = 63  # 7-bit weights: a u8 x s8 pair sum (2 x 255 x 63) stays inside int16
+DEFAULT_KEEP_LAST = 0  # decoder layers next to the pooling that stay in floating point
 FLOAT_LINEARS = ("down_proj",)  # linear layers that stay in floating point in every layer
+SMOOTH_ALPHA = 0.5  # migration strength of the smoothing (0: none, 1: all of the activation range to the weights)
+CALIBRATION_SKIP = 3  # positions 0..2 (BOS and the first tokens, Gemma's massive activations) are not calibrated on
+BACKENDS = ("int_mm", "qlinear-onednn", "qlinear-fbgemm")
 
 
-def quantize_weight(weight_NK: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+@dataclass(frozen=True)
+class Int8Backend:
+    """How an ``Int8Linear`` multiplies: ``name`` (one of ``BACKENDS``) and the weights' largest level."""
+
+    name: str = "int_mm"
+    weight_qmax: int = QMAX
+
+    def __post_init__(self) -> None:
+        if self.name not in BACKENDS:
+            raise ValueError(f"int8 backend {self.name!r} is not known; known: {', '.join(BACKENDS)}")
+
+    @property
+    def engine(self) -> str | None:
+        """The ``torch.backends.quantized`` engine of a qlinear backend."""
+        return self.name.split("-", 1)[1] if self.name.startswith("qlinear-") else None
+
+
+def calibration_texts() -> list[str]:
+    """The fixed texts smoothing is calibrated on (package data)."""
+    text = resources.files("harrier").joinpath("data/int8_calibration.json").read_text(encoding="utf-8")
+    return json.loads(text)["texts"]
+
+
+def quantize_weight(weight_NK: torch.Tensor, qmax: int = QMAX) -> tuple[torch.Tensor, torch.Tensor]:
     """Symmetric per-output-channel int8: (int8 [K, N] laid out for ``_int_mm``, fp32 scale [N])."""
     w = weight_NK.detach().float()
-    scale_N = (w.abs().amax(dim=1) / QMAX).clamp(min=1e-12)
-    q_NK = torch.round(w / scale_N[:, None]).clamp(-QMAX, QMAX).to(torch.int8)
+    scale_N = (w.abs().amax(dim=1) / qmax).clamp(min=1e-12)
+    q_NK = torch.round(w / scale_N[:, None]).clamp(-qmax, qmax).to(torch.int8)
     return q_NK.t().contiguous(), scale_N
 
 
@@ -42,51 +92,149 @@ def quantize_tokens(x_TK: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.round(x / scale_T1).clamp(-QMAX, QMAX).to(torch.int8), scale_T1
 
 
-class Int8Linear(nn.Module):
-    """Drop-in for ``nn.Linear`` at inference: ``x W^T + b`` with W int8 per channel, x int8 per token."""
+def smoothing_scales(act_amax_K: torch.Tensor, weight_NK: torch.Tensor, alpha: float = SMOOTH_ALPHA) -> torch.Tensor:
+    """SmoothQuant's per-input-channel ``s = amax_x^alpha / amax_w^(1 - alpha)``: x / s times W * s is x W^T."""
+    amax_w_K = weight_NK.detach().float().abs().amax(dim=0).clamp(min=1e-5)
+    return (act_amax_K.float().clamp(min=1e-5) ** alpha / amax_w_K ** (1 - alpha)).clamp(min=1e-5)
 
-    def __init__(self, linear: nn.Linear) -> None:
+
+@contextmanager
+def quantized_engine(engine: str):
+    previous = torch.backends.quantized.engine
+    torch.backends.quantized.engine = engine
+    try:
+        yield
+    finally:
+        torch.backends.quantized.engine = previous
+
+
+class Int8Linear(nn.Module):
+    """Drop-in for ``nn.Linear`` at inference: ``x W^T + b`` with W int8 per channel, x int8 per token, both after
+    the optional input-channel smoothing ``smooth_K`` (``x / s``, ``W * s``)."""
+
+    def __init__(self, linear: nn.Linear, *, smooth_K: torch.Tensor | None = None,
+                 backend: Int8Backend = Int8Backend()) -> None:
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        q_KN, scale_N = quantize_weight(linear.weight)
-        self.register_buffer("weight_KN", q_KN)
+        self.backend = backend
+        weight = linear.weight.detach().float()
+        if smooth_K is not None:
+            weight = weight * smooth_K
+        self.register_buffer("inv_smooth_K", None if smooth_K is None else (1.0 / smooth_K).float())
+        q_KN, scale_N = quantize_weight(weight, backend.weight_qmax)
         self.register_buffer("scale_N", scale_N)
         self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().float())
+        self.packed = None
+        if backend.engine is None:
+            self.register_buffer("weight_KN", q_KN)
+        else:  # prepacked for the engine (the packed object keeps its kernel; the engine is not read at run time)
+            self.register_buffer("weight_KN", None)
+            with quantized_engine(backend.engine), warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "torch.quantize_per_tensor", UserWarning)  # deprecated, still here
+                qw = torch.quantize_per_channel(q_KN.t().float() * scale_N[:, None], scale_N.double(),
+                                                torch.zeros_like(scale_N, dtype=torch.long), 0, torch.qint8)
+                self.packed = torch.ops.quantized.linear_prepack(qw, None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x_TK = x.reshape(-1, self.in_features)
-        q_TK, scale_T1 = quantize_tokens(x_TK)
-        y = torch._int_mm(q_TK, self.weight_KN).float() * scale_T1 * self.scale_N
+        x_TK = x.reshape(-1, self.in_features).float()
+        if self.inv_smooth_K is not None:
+            x_TK = x_TK * self.inv_smooth_K
+        if self.packed is None:
+            q_TK, scale_T1 = quantize_tokens(x_TK)
+            y = torch._int_mm(q_TK, self.weight_KN).float() * scale_T1 * self.scale_N
+        else:
+            amax_T1 = x_TK.abs().amax(dim=-1, keepdim=True).clamp(min=1e-12)
+            y = torch.ops.quantized.linear_dynamic(x_TK / amax_T1, self.packed, False) * amax_T1
         if self.bias is not None:
             y = y + self.bias
         return y.to(x.dtype).view(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, int8 per-channel x per-token"
+        smooth = ", smoothed" if self.inv_smooth_K is not None else ""
+        return (f"in_features={self.in_features}, out_features={self.out_features}, int8 per-channel x per-token"
+                f"{smooth}, backend {self.backend.name} (weights |q| <= {self.backend.weight_qmax})")
 
 
-def quantize_decoder(decoder: nn.Module, *, keep_last: int = DEFAULT_KEEP_LAST,
-                     float_linears: tuple[str, ...] = FLOAT_LINEARS) -> int:
-    """Replace the linear layers of all but the last ``keep_last`` decoder layers, except those named in
-    ``float_linears``, with ``Int8Linear``, in place. Returns how many were replaced. Inference only."""
+def _quantized_names(decoder: nn.Module, keep_last: int, float_linears: tuple[str, ...]) -> list[str]:
+    """Qualified names (in ``decoder``) of the linear layers ``quantize_decoder`` replaces."""
     if keep_last < 0:
         raise ValueError(f"keep_last must be >= 0, got {keep_last}")
     layers = list(decoder.layers)
-    replaced = 0
-    for layer in layers[: max(0, len(layers) - keep_last)]:
-        for parent in (layer.self_attn, layer.mlp):
-            for name, child in list(parent.named_children()):
+    names = []
+    for i in range(max(0, len(layers) - keep_last)):
+        for part in ("self_attn", "mlp"):
+            for name, child in getattr(layers[i], part).named_children():
                 if isinstance(child, nn.Linear) and name not in float_linears:
-                    setattr(parent, name, Int8Linear(child))
-                    replaced += 1
-    return replaced
+                    names.append(f"layers.{i}.{part}.{name}")
+    return names
+
+
+@torch.no_grad()
+def calibrate(decoder: nn.Module, batches: Sequence[tuple[torch.Tensor, torch.Tensor, object]],
+              names: Sequence[str], skip: int = CALIBRATION_SKIP) -> dict[str, torch.Tensor]:
+    """Per-input-channel amax of each named linear's input over ``batches`` of ``(input_ids_T, position_ids_T,
+    groups)`` (the decoder's forward arguments), leaving out positions below ``skip``."""
+    amax: dict[str, torch.Tensor] = {}
+    keep: dict[str, torch.Tensor] = {}
+    hooks = [decoder.register_forward_pre_hook(lambda _m, args: keep.__setitem__("rows", args[1] >= skip))]
+    for name in names:
+        def record(_m, args, name=name):
+            x_TK = args[0].reshape(-1, args[0].shape[-1])[keep["rows"]].abs().float()
+            if x_TK.numel():
+                a = x_TK.amax(dim=0)
+                amax[name] = a if name not in amax else torch.maximum(amax[name], a)
+        hooks.append(decoder.get_submodule(name).register_forward_pre_hook(record))
+    try:
+        for input_ids_T, position_ids_T, groups in batches:
+            decoder(input_ids_T, position_ids_T, groups)
+    finally:
+        for h in hooks:
+            h.remove()
+    return amax
+
+
+def quantize_decoder(decoder: nn.Module, *, keep_last: int = DEFAULT_KEEP_LAST,
+                     float_linears: tuple[str, ...] = FLOAT_LINEARS, backend: Int8Backend = Int8Backend(),
+                     calibration: Sequence[tuple[torch.Tensor, torch.Tensor, object]] = (),
+                     alpha: float = SMOOTH_ALPHA) -> int:
+    """Replace the linear layers of all but the last ``keep_last`` decoder layers, except those named in
+    ``float_linears``, with ``Int8Linear``, in place; with ``calibration`` batches (see ``calibrate``) each is
+    smoothed first. Returns how many were replaced. Inference only."""
+    names = _quantized_names(decoder, keep_last, float_linears)
+    amax = calibrate(decoder, calibration, names) if calibration else {}
+    for name in names:
+        parent_name, _, attr = name.rpartition(".")
+        parent = decoder.get_submodule(parent_name)
+        linear = getattr(parent, attr)
+        smooth = smoothing_scales(amax[name], linear.weight, alpha) if name in amax else None
+        setattr(parent, attr, Int8Linear(linear, smooth_K=smooth, backend=backend))
+    return len(names)
+
+
+def is_int8(model: nn.Module) -> bool:
+    return any(isinstance(m, Int8Linear) for m in model.modules())
 
 
 def describe_dtype(model: nn.Module, dtype: str) -> str:
-    """What ``info()`` says the model computes in: ``dtype``, or for an int8 model which layers are int8."""
-    int8 = sum(isinstance(m, Int8Linear) for m in model.modules())
+    """What ``info()`` says the model computes in: ``dtype``, or for an int8 model which layers are int8, layer by
+    layer (runs of layers alike are merged)."""
+    layers = list(getattr(getattr(model, "backbone", model), "layers", []))
+    int8 = [m for m in model.modules() if isinstance(m, Int8Linear)]
     if not int8:
         return dtype
     other = sum(isinstance(m, nn.Linear) for m in model.modules())
-    return (f"int8 ({int8} of {int8 + other} linear layers: int8 weights per channel x int8 activations per token; "
-            f"the other {other} linear layers, attention, norms and embeddings in {dtype})")
+    runs: list[tuple[int, int, str]] = []
+    for i, layer in enumerate(layers):
+        q = [n.rsplit(".", 1)[-1] for n, m in layer.named_modules() if isinstance(m, Int8Linear)]
+        f = [n.rsplit(".", 1)[-1] for n, m in layer.named_modules() if isinstance(m, nn.Linear)]
+        desc = (f"{'/'.join(q)} int8" + (f", {'/'.join(f)} {dtype}" if f else "")) if q else f"all {dtype}"
+        if runs and runs[-1][2] == desc:
+            runs[-1] = (runs[-1][0], i, desc)
+        else:
+            runs.append((i, i, desc))
+    per_layer = "; ".join(f"layer{'s' if a != b else ''} {a}{f'-{b}' if a != b else ''}: {d}" for a, b, d in runs)
+    b = int8[0].backend
+    smoothed = "smoothed, " if int8[0].inv_smooth_K is not None else ""
+    return (f"int8 ({len(int8)} of {len(int8) + other} linear layers: int8 weights per channel x int8 activations "
+            f"per token, {smoothed}backend {b.name}, weights |q| <= {b.weight_qmax}; {per_layer}; attention, norms, "
+            f"embeddings and heads in {dtype})")

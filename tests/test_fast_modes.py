@@ -3,6 +3,7 @@ batches, one-run and many-run batches), int8 within its tolerance, and the fallb
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import numpy as np
@@ -10,9 +11,10 @@ import pytest
 import tiny
 import torch
 
-from harrier import Embedder
+from harrier import Embedder, fastpath, loading, quantize
+from harrier.fastpath import Candidate, choose, measure_candidates
 from harrier.models import compiled
-from harrier.quantize import Int8Linear, quantize_tokens, quantize_weight
+from harrier.quantize import Int8Backend, Int8Linear, quantize_tokens, quantize_weight
 
 TEXTS = tiny.mixed_texts()[:2] + tiny.mixed_texts()[3:]  # the empty text is refused by encode
 MODELS = ["tiny_gemma3_dir", "tiny_qwen3_dir", "tiny_embeddinggemma_dir"]
@@ -66,18 +68,164 @@ def test_failing_compile_falls_back_with_one_warning(tiny_gemma3_dir, monkeypatc
     np.testing.assert_array_equal(out, eager)
 
 
-def test_int8_linear_matches_reference_math():
-    """Int8Linear is exactly dequant(int8 x) @ dequant(int8 W)^T, and close to the float product."""
+def _reference(lin: torch.nn.Linear, x: torch.Tensor, backend: Int8Backend, smooth=None) -> torch.Tensor:
+    """The int8 math written out: per-token symmetric int8 of x / s times per-channel int8 of W * s, rescaled."""
+    w = lin.weight.detach() * (1 if smooth is None else smooth)
+    x = x / (1 if smooth is None else smooth)
+    q_KN, w_scale = quantize_weight(w, backend.weight_qmax)
+    if backend.engine is None:
+        q_x, x_scale = quantize_tokens(x)
+        return (q_x.float() * x_scale) @ (q_KN.float() * w_scale) + lin.bias
+    # qlinear: rows scaled to [-1, 1], then quint8 over the tensor's range (asymmetric, as linear_dynamic does)
+    amax = x.abs().amax(1, keepdim=True)
+    xs = x / amax
+    lo, hi = min(float(xs.min()), 0.0), max(float(xs.max()), 0.0)
+    scale = (hi - lo) / 255
+    zp = round(-lo / scale)
+    xq = (torch.round(xs / scale) + zp).clamp(0, 255)
+    return ((xq - zp) * scale) @ (q_KN.float() * w_scale) * amax + lin.bias
+
+
+@functools.cache
+def _candidates_here() -> dict[str, Candidate]:
+    return {c.name: c for c in measure_candidates()[0]}
+
+
+def _runs(backend: Int8Backend) -> bool:
+    """Whether ``backend`` is correct here: the probe found its name correct at these weight levels or finer."""
+    found = _candidates_here()[backend.name].weight_qmax
+    return found is not None and backend.weight_qmax <= found
+
+
+BACKENDS = [Int8Backend(name, qmax) for name in quantize.BACKENDS for qmax in (127, 63)]
+
+
+@pytest.mark.parametrize("backend", BACKENDS, ids=lambda b: f"{b.name}-{b.weight_qmax}")
+@pytest.mark.parametrize("smoothed", [False, True])
+@torch.no_grad()
+def test_int8_linear_matches_reference_math(backend, smoothed):
+    """Each backend is the int8 math written out (to rounding; qlinear's own rounding of the activations differs by
+    at most a level), and close to the float product, small and large tokens alike."""
+    if not _runs(backend):
+        pytest.skip(f"{backend.name} does not run correctly at {backend.weight_qmax} levels on this CPU (the probe "
+                    "leaves it out; test_probe_finds_saturation covers that)")
     torch.manual_seed(0)
     lin = torch.nn.Linear(64, 48)
     x = torch.randn(10, 64) * torch.logspace(-2, 2, 10)[:, None]  # tokens of very different magnitude
-    q_KN, w_scale = quantize_weight(lin.weight)
-    q_x, x_scale = quantize_tokens(x)
-    reference = (q_x.float() * x_scale) @ (q_KN.float() * w_scale) + lin.bias
-    out = Int8Linear(lin)(x)
-    torch.testing.assert_close(out, reference, rtol=1e-5, atol=1e-5)
+    x[:, 5] *= 30  # an outlier channel
+    smooth = quantize.smoothing_scales(x.abs().amax(0), lin.weight) if smoothed else None
+    out = Int8Linear(lin, smooth_K=smooth, backend=backend)(x)
+    ref = _reference(lin, x, backend, smooth)
+    tol = 1e-5 if backend.engine is None else 2e-2
+    rel_ref = (out - ref).norm(dim=1) / ref.norm(dim=1)
+    assert rel_ref.max() < tol
     rel = (out - lin(x)).norm(dim=1) / lin(x).norm(dim=1)
-    assert rel.max() < 0.02  # per-token scales: small and large tokens alike
+    assert rel.max() < (0.03 if backend.weight_qmax == 127 else 0.06)
+
+
+def test_smoothing_is_exact_in_float():
+    """x / s times W * s is the same product: smoothing moves range, never changes the float result."""
+    torch.manual_seed(0)
+    w, x = torch.randn(8, 16), torch.randn(5, 16) * torch.logspace(-1, 2, 16)
+    s = quantize.smoothing_scales(x.abs().amax(0), w)
+    torch.testing.assert_close((x / s) @ (w * s).t(), x @ w.t(), rtol=1e-5, atol=1e-4)
+
+
+@torch.no_grad()
+def test_smoothing_lowers_the_error_of_an_outlier_channel():
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(256, 64, bias=False)
+    x = torch.randn(32, 256)
+    x[:, :4] *= 100  # Gemma-like: a few channels far above the rest in every token
+    plain = Int8Linear(lin)(x)
+    smooth = Int8Linear(lin, smooth_K=quantize.smoothing_scales(x.abs().amax(0), lin.weight))(x)
+    err = [float(((y - lin(x)).norm(dim=1) / lin(x).norm(dim=1)).max()) for y in (plain, smooth)]
+    assert err[1] < err[0] / 2, err
+
+
+def _candidates(**seconds):
+    return [Candidate(name, 127 if name in seconds else None, seconds.get(name, float("inf")),
+                      "" if name in seconds else "unavailable: simulated") for name in quantize.BACKENDS]
+
+
+def test_probe_picks_the_fastest_correct_backend():
+    probe = choose(_candidates(**{"int_mm": 0.004, "qlinear-onednn": 0.002}), fp32_seconds=0.01)
+    assert probe.backend == Int8Backend("qlinear-onednn", 127) and probe.speedup == pytest.approx(5.0)
+    assert "qlinear-onednn 5.00x" in probe.summary() and "qlinear-fbgemm out (unavailable: simulated)" in \
+        probe.summary() and "chosen: qlinear-onednn (fastest)" in probe.summary()
+    slow = choose(_candidates(int_mm=0.03), fp32_seconds=0.01)  # AVX2-like: int8 slower than float32
+    assert slow.backend.name == "int_mm" and slow.speedup == pytest.approx(1 / 3)
+    assert choose(_candidates(), fp32_seconds=0.01).backend is None
+    forced = choose(_candidates(**{"int_mm": 0.004, "qlinear-onednn": 0.002}), 0.01, forced="int_mm")
+    assert forced.backend.name == "int_mm" and "(HARRIER_INT8_BACKEND)" in forced.summary()
+    with pytest.raises(ValueError, match="HARRIER_INT8_BACKEND='qlinear-fbgemm' cannot run on this CPU "
+                                         r"\(unavailable: simulated\)"):
+        choose(_candidates(int_mm=0.004), 0.01, forced="qlinear-fbgemm")
+    with pytest.raises(ValueError, match="is not a backend; backends: int_mm, qlinear-onednn, qlinear-fbgemm"):
+        choose(_candidates(int_mm=0.004), 0.01, forced="vnni")
+
+
+def test_auto_never_picks_int8(tiny_gemma3_dir):
+    m = Embedder.from_pretrained(tiny_gemma3_dir, device="cpu")
+    assert not quantize.is_int8(m.model) and m.info().int8_probe.startswith("not run")
+
+
+def test_explicit_slow_int8_warns_once(tiny_gemma3_dir, monkeypatch, caplog):
+    slow = choose(_candidates(int_mm=0.03), fp32_seconds=0.01)
+    monkeypatch.setattr(fastpath, "int8_probe", lambda: slow)
+    monkeypatch.setattr(fastpath, "_warned", set())
+    monkeypatch.setattr(loading, "cpu_bf16_is_faster", lambda: False)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        for _ in range(2):
+            Embedder.from_pretrained(tiny_gemma3_dir, device="cpu", dtype="int8")
+    assert [str(w.message) for w in record if w.category is RuntimeWarning] == [
+        "int8 products are slower than float32 on this CPU (measured 0.33x with the fastest backend, int_mm); "
+        "float32 is the faster choice here"]
+
+
+def test_int8_without_a_working_backend_is_one_error(tiny_gemma3_dir, monkeypatch):
+    monkeypatch.setattr(fastpath, "int8_probe", lambda: choose(_candidates(), fp32_seconds=0.01))
+    with pytest.raises(ValueError, match="dtype 'int8' cannot run on this CPU: int8 probe"):
+        Embedder.from_pretrained(tiny_gemma3_dir, device="cpu", dtype="int8")
+
+
+def test_probe_on_this_cpu_is_consistent():
+    """The real probe: every backend is either out with a reason or correct at the levels it reports, and the
+    chosen one is the fastest of those."""
+    probe = fastpath.int8_probe()
+    usable = [c for c in probe.candidates if c.weight_qmax is not None]
+    assert usable, probe.summary()
+    assert probe.backend.name == min(usable, key=lambda c: c.seconds).name
+    assert all(c.note for c in probe.candidates if c.weight_qmax is None)
+
+
+def test_probe_finds_saturation_under_avx2():
+    """On AVX2 without VNNI, u8 x s8 products saturate at int16; with the kernels capped at AVX2 (what an AVX2-only
+    CPU runs) the probe must either find a backend exact at 8 bits or fall back to 7-bit weights, and the int8
+    layer it builds must match the float product."""
+    import subprocess
+    import sys
+
+    env = {**__import__("os").environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "FBGEMM_ENABLE_INSTRUCTIONS": "AVX2",
+           "ATEN_CPU_CAPABILITY": "avx2"}
+    code = ("import torch, warnings; warnings.simplefilter('ignore')\n"
+            "from harrier.fastpath import int8_probe\nfrom harrier.quantize import Int8Linear\n"
+            "p = int8_probe(); torch.manual_seed(0)\n"
+            "lin = torch.nn.Linear(512, 256); lin.weight.data.abs_(); x = torch.rand(64, 512)\n"
+            "for c in p.candidates:\n"
+            "    if c.weight_qmax is None: continue\n"
+            "    from harrier.quantize import Int8Backend\n"
+            "    y = Int8Linear(lin, backend=Int8Backend(c.name, c.weight_qmax))(x)\n"
+            "    err = float(((y - lin(x)).norm(dim=1) / lin(x).norm(dim=1)).max())\n"
+            "    print(c.name, c.weight_qmax, round(err, 4))\n"
+            "print('SUMMARY', p.summary())\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [line.split() for line in proc.stdout.splitlines() if not line.startswith("SUMMARY")]
+    assert rows, proc.stdout
+    for name, qmax, err in rows:
+        assert float(err) < 0.03, (name, qmax, err, proc.stdout)
 
 
 @pytest.mark.parametrize("fixture", MODELS)
@@ -85,11 +233,41 @@ def test_int8_within_tolerance(fixture, request):
     path = request.getfixturevalue(fixture)
     ref = Embedder.from_pretrained(path, device="cpu", dtype="float32").encode(TEXTS, progress=False)
     m = Embedder.from_pretrained(path, device="cpu", dtype="int8")
-    assert any(isinstance(x, Int8Linear) for x in m.model.backbone.modules())
+    int8 = [x for x in m.model.backbone.modules() if isinstance(x, Int8Linear)]
+    assert int8 and all(x.inv_smooth_K is not None for x in int8)  # calibrated at load
     assert not any(isinstance(x, Int8Linear) for x in m.model.head.modules())
-    assert not any(isinstance(x, Int8Linear) for x in m.model.backbone.layers[-1].modules())
     assert not isinstance(m.model.backbone.layers[0].mlp.down_proj, Int8Linear)
+    info = m.info()
+    assert info.dtype.startswith(f"int8 ({len(int8)} of ") and "down_proj float32" in info.dtype
+    assert info.int8_probe.startswith("int8 probe (") and "chosen: " in info.int8_probe
     assert _cos(m.encode(TEXTS, progress=False), ref).min() >= 0.99
+
+
+@pytest.mark.parametrize("name", quantize.BACKENDS)
+def test_each_backend_runs_the_model(name, tiny_gemma3_dir, monkeypatch):
+    """Every backend the probe finds correct, forced, gives the same model within tolerance."""
+    cands = _candidates_here()
+    if cands[name].weight_qmax is None:
+        pytest.skip(f"{name} is out on this CPU: {cands[name].note}")
+    monkeypatch.setattr(fastpath, "int8_probe", lambda: choose(list(cands.values()), 1.0, forced=name))
+    ref = Embedder.from_pretrained(tiny_gemma3_dir, device="cpu", dtype="float32").encode(TEXTS, progress=False)
+    m = Embedder.from_pretrained(tiny_gemma3_dir, device="cpu", dtype="int8")
+    assert {x.backend.name for x in m.model.modules() if isinstance(x, Int8Linear)} == {name}
+    assert _cos(m.encode(TEXTS, progress=False), ref).min() >= 0.99
+
+
+@pytest.mark.slow
+def test_int8_compiled_equals_int8_eager(tiny_gemma3_dir):
+    eager = Embedder.from_pretrained(tiny_gemma3_dir, device="cpu", dtype="int8")
+    comp = Embedder.from_pretrained(tiny_gemma3_dir, device="cpu", dtype="int8", compile=True)
+    assert _cos(_encode_all(comp), _encode_all(eager)).min() >= 0.999
+
+
+def test_int8_model_is_not_saved(tiny_gemma3_dir, tmp_path):
+    m = Embedder.from_pretrained(tiny_gemma3_dir, device="cpu", dtype="int8")
+    with pytest.raises(ValueError, match="an int8 model is not saved"):
+        m.save_pretrained(tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_int8_refused_off_cpu(tiny_gemma3_dir):
