@@ -2,11 +2,15 @@
 
     python benchmarks/cpu_modes.py --n 300
 
-Rows: harrier fp32 / fp32-compiled / bf16 / bf16-compiled / int8 (compiled) on EmbeddingGemma-300M;
+Rows: harrier auto / fp32 / fp32-compiled / bf16 / bf16-compiled / int8 / int8-compiled on EmbeddingGemma-300M
+and on the harrier-270m shape (the Gemma-3-270M GGUF: causal, last-token pooling);
 sentence-transformers fp32 / bf16 (this venv); ONNX Runtime dynamic int8 through sentence-transformers' ONNX
 backend and OpenVINO int8 through optimum-intel, each in its own venv (``--onnx-python``, ``--openvino-python``:
 their transformers / huggingface-hub pins differ from ours); llama.cpp (llama-cpp-python, ``--llama-python``) on
-the Gemma-3-270M GGUF against harrier on the same file (the harrier-270m shape). A peer that cannot run prints
+the Gemma-3-270M GGUF requantised to Q8_0 (and as shipped, Q4_K_M) against harrier on the same file. The int8
+probe's figures (``fastpath.int8_probe``) are printed. ``--isa avx2`` reruns everything with oneDNN, fbgemm and
+ATen capped at AVX2 (what an AVX2-only CPU such as AMD Zen 2 runs; MKL's fp32 may keep its wider kernels on AMD,
+which favours fp32). A peer that cannot run prints
 why, in its row. Each system is warmed up on the first 32 texts (for compiled modes that is the compile, printed
 as ``warm-up s``), then timed once over all texts. Cosines are against sentence-transformers fp32 (llama.cpp rows:
 against harrier fp32 on the GGUF). ``mm share``: the share of CPU time in matrix products (``aten::mm``,
@@ -34,6 +38,8 @@ HERE = Path(__file__).resolve().parent
 MM_OPS = ("aten::mm", "aten::addmm", "aten::_int_mm", "aten::bmm", "mkldnn::_linear_pointwise",
           "onednn::qlinear_pointwise", "quantized::linear_dynamic")
 WARMUP = 32
+AVX2_ENV = {"ONEDNN_MAX_CPU_ISA": "AVX2", "FBGEMM_ENABLE_INSTRUCTIONS": "AVX2", "ATEN_CPU_CAPABILITY": "avx2",
+            "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 
 
 def machine_line() -> str:
@@ -47,9 +53,10 @@ def machine_line() -> str:
                 flags = set(line.split(":", 1)[1].split())
     except OSError:
         pass
-    wanted = ("avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8", "amx_tile")
+    wanted = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8",
+              "amx_tile")
     have = [f for f in wanted if f in flags]
-    missing = [f for f in wanted if f.startswith("amx") and f not in flags]
+    missing = [f for f in wanted if f not in flags]
     absent = f" (no {', '.join(missing)})" if missing else ""
     return f"{model}, {os.cpu_count()} CPUs, flags: {' '.join(have)}{absent}"
 
@@ -83,10 +90,23 @@ def mm_share(fn, texts) -> float:
 def run_peer(name: str, spec_file: Path) -> None:
     spec = json.loads(spec_file.read_text())
     texts, out = spec["texts"], Path(spec["out"])
-    if name == "llama.cpp":
+    if name.startswith("llama.cpp"):
         from llama_cpp import LLAMA_POOLING_TYPE_LAST, Llama
 
-        llm = Llama(spec["gguf"], embedding=True, pooling_type=LLAMA_POOLING_TYPE_LAST, n_ctx=8192, n_batch=4096,
+        gguf = spec["gguf"]
+        if name == "llama.cpp-q8_0":  # the shipped Q4_K_M file requantised to Q8_0 with llama.cpp's own quantiser
+            import llama_cpp
+
+            gguf = str(Path(spec["workdir"]) / "gemma-3-270m-q8_0.gguf")
+            if not Path(gguf).is_file():
+                params = llama_cpp.llama_model_quantize_default_params()
+                params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0
+                params.allow_requantize = True
+                params.nthread = spec["threads"]
+                rc = llama_cpp.llama_model_quantize(spec["gguf"].encode(), gguf.encode(), params)
+                if rc != 0:
+                    raise SystemExit(f"llama_model_quantize failed ({rc})")
+        llm = Llama(gguf, embedding=True, pooling_type=LLAMA_POOLING_TYPE_LAST, n_ctx=8192, n_batch=4096,
                     n_ubatch=4096, n_threads=spec["threads"], verbose=False)
 
         def fn(x):
@@ -148,11 +168,16 @@ def main() -> None:
     ap.add_argument("--prompt-name", default="STS")
     ap.add_argument("--st-batch-size", type=int, default=16, help="sentence-transformers' fastest here (16)")
     ap.add_argument("--onnx-python", default="/work/peer-venvs/st-onnx/bin/python")
-    ap.add_argument("--openvino-python", default="/work/peer-venvs/st-openvino/bin/python")
+    ap.add_argument("--openvino-python", default="", help="(its export returned wrong vectors here; off)")
     ap.add_argument("--llama-python", default="/work/peer-venvs/llamacpp/bin/python")
+    ap.add_argument("--isa", choices=["native", "avx2"], default="native",
+                    help="avx2: cap oneDNN, fbgemm and ATen kernels at AVX2 (re-executes with their variables set)")
     ap.add_argument("--peer-timeout", type=int, default=1800)
     ap.add_argument("--workdir", type=Path, default=None, help="keeps the peers' exported models between runs")
     args = ap.parse_args()
+    if args.isa == "avx2" and os.environ.get("ONEDNN_MAX_CPU_ISA") != "AVX2":
+        env = {**os.environ, **AVX2_ENV}
+        os.execve(sys.executable, [sys.executable, *sys.argv], env)
     if args.peer:
         run_peer(args.peer, args.spec)
         return
@@ -168,7 +193,9 @@ def main() -> None:
     texts = benchmark_texts(Path(args.data_root), args.n)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="harrier-cpu-modes-"))
     work.mkdir(parents=True, exist_ok=True)
-    print(f"machine: {machine_line()}\ntorch {torch.__version__}, {torch.get_num_threads()} threads")
+    capped = " (kernels capped at AVX2: " + " ".join(f"{k}={v}" for k, v in AVX2_ENV.items()) + ")" \
+        if os.environ.get("ONEDNN_MAX_CPU_ISA") == "AVX2" else ""
+    print(f"machine: {machine_line()}{capped}\ntorch {torch.__version__}, {torch.get_num_threads()} threads")
     ours = Embedder.from_pretrained(args.model, device="cpu", dtype="float32")
     n_tokens = sum(len(x) for x in ours.tokenize(texts, ours.prefix(prompt_name=args.prompt_name)))
     del ours
@@ -183,37 +210,50 @@ def main() -> None:
         table.row("sentence-transformers", mode, n_tokens, timed(st_fn, texts))
         del st
 
-    for mode, dtype, compile_ in (("fp32", "float32", False), ("fp32-compiled", "float32", True),
-                                  ("bf16", "bfloat16", False), ("bf16-compiled", "bfloat16", True),
-                                  ("int8-compiled", "int8", True)):
+    for mode, dtype, compile_ in HARRIER_MODES:
         m = Embedder.from_pretrained(args.model, device="cpu", dtype=dtype, compile=compile_)
+        if dtype == "int8" and not compile_:
+            print(f"{m.info().int8_probe}\n", flush=True)
 
         def fn(x, m=m):
             return m.encode(x, prompt_name=args.prompt_name, progress=False)
         result = timed(fn, texts)
-        table.row("harrier", mode, n_tokens, result, share=mm_share(fn, texts[:args.profile_n]))
+        table.row("harrier", f"{mode}{auto_says(m, dtype)}", n_tokens, result,
+                  share=mm_share(fn, texts[:args.profile_n]))
         del m
 
     spec = {"texts": texts, "model": args.model, "prompt_name": args.prompt_name, "batch_size": args.st_batch_size,
             "threads": torch.get_num_threads(), "gguf": args.gguf}
     for name, python in (("onnx-int8", args.onnx_python), ("openvino-int8", args.openvino_python)):
-        table.row(name, "int8", n_tokens, peer_row(name, python, spec, work, args.peer_timeout))
+        if python:
+            table.row(name, "int8", n_tokens, peer_row(name, python, spec, work, args.peer_timeout))
 
     if not Path(args.gguf).is_file():
         print(f"| llama.cpp | | not run: no GGUF at {args.gguf} |")
         return
     # the harrier-270m shape: Gemma-3-270M (causal, last-token pooling), from the same GGUF file for both
     g_tokens = sum(len(x) for x in Embedder.from_pretrained(args.gguf, device="cpu").tokenize(texts))
-    for mode, dtype, compile_ in (("fp32", "float32", False), ("bf16-compiled", "bfloat16", True),
-                                  ("int8-compiled", "int8", True)):
+    for mode, dtype, compile_ in HARRIER_MODES:
         m = Embedder.from_pretrained(args.gguf, device="cpu", dtype=dtype, compile=compile_)
 
         def fn(x, m=m):
             return m.encode(x, progress=False)
-        table.row("harrier 270m-gguf", mode, g_tokens, timed(fn, texts), group="gguf")
+        table.row("harrier 270m-gguf", f"{mode}{auto_says(m, dtype)}", g_tokens, timed(fn, texts), group="gguf")
         del m
-    table.row("llama.cpp 270m-gguf", "q4_k_m", g_tokens, peer_row("llama.cpp", args.llama_python, spec, work,
+    for name, mode in (("llama.cpp-q8_0", "q8_0"), ("llama.cpp", "q4_k_m")):
+        table.row("llama.cpp 270m-gguf", mode, g_tokens, peer_row(name, args.llama_python, spec, work,
                                                                   args.peer_timeout), group="gguf")
+
+
+# fp32 first: the reference row of each shape
+HARRIER_MODES = (("fp32", "float32", False), ("auto", "auto", False), ("fp32-compiled", "float32", True),
+                 ("bf16", "bfloat16", False), ("bf16-compiled", "bfloat16", True), ("int8", "int8", False),
+                 ("int8-compiled", "int8", True))
+
+
+def auto_says(m, dtype: str) -> str:
+    """For the auto row: which dtype auto resolved to."""
+    return f" ({m.info().dtype.split(' ')[0]})" if dtype == "auto" else ""
 
 
 class Table:
