@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from harrier import faults
 from harrier.corpus.manifest import (
     BAD_ROW_EXAMPLES,
     BAD_ROWS,
@@ -149,7 +150,9 @@ def open_job(cfg: CorpusConfig, settings: dict) -> Manifest:
     out = cfg.output
     check_output(out, resume=cfg.resume)
     if not (out / MANIFEST).is_file():
-        return Manifest(settings=settings)
+        manifest = Manifest(settings=settings)
+        manifest.save(out)  # before any shard: a job killed at any later moment has a manifest to resume from
+        return manifest
     manifest = Manifest.load(out)
     diff = settings_diff(manifest.settings, settings)
     if diff:
@@ -214,6 +217,7 @@ def _run(cfg: CorpusConfig, model, engine: WindowEngine) -> CorpusResult:
             bar.close()
     if manifest.complete:
         os.replace(bad_tmp, cfg.output / BAD_ROWS)
+        faults.point("bad_rows.renamed")
         manifest.bad_rows, manifest.bad_row_examples = stream.bad, stream.examples
         manifest.save(cfg.output)
     else:
