@@ -55,3 +55,28 @@ def test_kill_between_the_first_shard_and_its_manifest_entry_resumes(runner, tin
     rc, _ = runner.run(job.argv(out, True), log=tmp_path / "resume.log")
     assert rc == 0, (tmp_path / "resume.log").read_text()
     assert files(out) == want
+
+
+@pytest.mark.slow
+def test_ray_corpus_job_survives_seeded_kills_of_its_driver(tiny_gemma3_dir, tmp_path):
+    """Drivers on one local Ray instance started here; each run's driver is killed (its actors die with it) and
+    the next run's driver connects to the same instance. The shards equal the local engine's too (one torch thread
+    in the actors as in the local run)."""
+    import ray
+
+    rows = [{"id": f"r{i}", "text": t} for i, t in enumerate(make_texts(12, seed=5, max_words=10))]
+    src = write_jsonl(tmp_path / "c.jsonl", rows)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    runner = Runner(("ray",))
+    try:
+        address = ray.get_runtime_context().gcs_address
+        local = reference(runner, corpus_job(tiny_gemma3_dir, src), tmp_path / "local", tmp_path)
+        job = corpus_job(tiny_gemma3_dir, src, "corpus-ray", "--engine", "ray", "--address", address,
+                         "--actors", "1", "--actor-cpus", "1")
+        want = reference(runner, job, tmp_path / "reference", tmp_path)
+        assert want == local
+        events = kill_chains(runner, job, tmp_path / "out", want, tmp_path, seed=29, kills=KILLS)
+        print("\n".join(events))
+    finally:
+        runner.close()
+        ray.shutdown()
