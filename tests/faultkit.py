@@ -39,11 +39,12 @@ class Runner:
         assert self.proc.stdout.readline().strip() == "ready", "the fault runner did not start"
 
     def run(self, argv: list[str], *, log: Path, fault: str | None = None, kill_after: float | None = None,
-            trace: Path | None = None, timeout: float = 300) -> tuple[int, float]:
+            trace: Path | None = None, max_file_bytes: int | None = None, timeout: float = 300) -> tuple[int, float]:
         """(exit code, seconds) of ``harrier *argv``; the code is ``KILLED`` when it died of SIGKILL. ``trace``:
-        also write how often each fault point was reached (JSON)."""
+        also write how often each fault point was reached (JSON). ``max_file_bytes``: RLIMIT_FSIZE (with SIGXFSZ
+        ignored, a write past it fails with EFBIG)."""
         req = {"argv": argv, "log": str(log), "fault": fault, "kill_after": kill_after,
-               "trace": str(trace) if trace else None, "timeout": timeout}
+               "trace": str(trace) if trace else None, "fsize": max_file_bytes, "timeout": timeout}
         self.proc.stdin.write(json.dumps(req) + "\n")
         self.proc.stdin.flush()
         reply = json.loads(self.proc.stdout.readline())
@@ -94,6 +95,11 @@ def _child(req: dict) -> None:
     if req["fault"]:
         os.environ[faults.ENV] = req["fault"]
     faults.arm()
+    if req["fsize"]:
+        import resource
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (req["fsize"], req["fsize"]))
     counts: dict[str, int] = {}
     if req["trace"]:
         faults.point = lambda name: counts.__setitem__(name, counts.get(name, 0) + 1)

@@ -8,6 +8,7 @@ job killed at any point and resumed (finished shards kept, the rest redone) writ
 
 from __future__ import annotations
 
+import errno
 import itertools
 import json
 import logging
@@ -35,11 +36,12 @@ from harrier.corpus.readers import BadRow, ReaderConfig, Record, count_rows, exp
 from harrier.corpus.shards import STORE_DTYPES, ShardWriter, require_pyarrow
 from harrier.corpus.window import Window, WindowEngine, prompt_to_json, windows_of
 from harrier.joblock import hold
-from harrier.outputs import check_dir
+from harrier.outputs import OutputError, check_dir
 from harrier.prompts import PromptSpec
 
 log = logging.getLogger(__name__)
 JOB_TMP = ("shard-*.parquet.tmp", MANIFEST + ".tmp", BAD_ROWS + ".tmp")  # the temporary files a job writes
+OUT_OF_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # disk full, quota, RLIMIT_FSIZE
 
 
 @dataclass(frozen=True)
@@ -158,21 +160,37 @@ def open_job(cfg: CorpusConfig, settings: dict) -> Manifest:
     if diff:
         raise ValueError(f"cannot resume {out}: settings differ from the first run ({'; '.join(diff)})")
     check_shards(out, manifest, "cannot resume")
-    for pattern in JOB_TMP:  # under the job lock: these are a dead run's, never a live one's
-        for tmp in out.glob(pattern):
-            log.info("removing %s, left by an interrupted run", tmp)
-            tmp.unlink()
+    remove_job_tmp(out)
     return manifest
 
 
 def encode_corpus(cfg: CorpusConfig, model, engine: WindowEngine) -> CorpusResult:
     """Run (or resume) a corpus job with a loaded ``Embedder`` (settings, fingerprint) and an engine (compute),
-    holding the output's job lock; the engine is closed at the end."""
+    holding the output's job lock; the engine is closed at the end.
+
+    When the output fills up (no space, quota, file size limit), the job's temporary files are removed and one
+    ``OutputError`` says so: the manifest still lists exactly the finished shards, so ``resume`` continues."""
     try:
         with lock_output(cfg.output):
-            return _run(cfg, model, engine)
+            try:
+                return _run(cfg, model, engine)
+            except OSError as err:
+                if err.errno not in OUT_OF_SPACE:
+                    raise
+                remove_job_tmp(cfg.output)
+                reason = os.strerror(err.errno)
+                raise OutputError(f"output {cfg.output}: cannot write the job's files ({reason}); the finished "
+                                  f"shards are kept: free space and continue with --resume") from err
     finally:
         engine.close()
+
+
+def remove_job_tmp(out: Path) -> None:
+    """Remove the temporary files a job writes (call under the job lock: they are a dead or failed run's)."""
+    for pattern in JOB_TMP:
+        for tmp in out.glob(pattern):
+            log.info("removing %s, left by an interrupted run", tmp)
+            tmp.unlink()
 
 
 def _run(cfg: CorpusConfig, model, engine: WindowEngine) -> CorpusResult:

@@ -10,6 +10,8 @@ import pytest
 from corpus_helpers import make_texts, write_jsonl
 from faultkit import KILLED, Job, Runner, files, kill_chains, reference
 
+from harrier.corpus.manifest import Manifest, check_shards
+
 KILLS = 10  # per job kind, in CI
 
 
@@ -80,3 +82,62 @@ def test_ray_corpus_job_survives_seeded_kills_of_its_driver(tiny_gemma3_dir, tmp
     finally:
         runner.close()
         ray.shutdown()
+
+
+def _full_then_resume(runner, job: Job, out: Path, want: dict[str, bytes], work: Path, free, **limit) -> None:
+    """The job fails on a full output with one error line, leaves a consistent folder; ``free()``; --resume ends
+    byte-identical."""
+    rc, _ = runner.run(job.argv(out, False), log=work / "full.log", **limit)
+    text = (work / "full.log").read_text()
+    errors = [line for line in text.splitlines() if line.startswith("harrier: error:")]
+    assert rc == 2 and "Traceback" not in text and len(errors) == 1, text
+    assert errors[0].startswith(f"harrier: error: output {out}: cannot write the job's files (") \
+        and errors[0].endswith("the finished shards are kept: free space and continue with --resume"), errors[0]
+    manifest = Manifest.load(out)
+    check_shards(out, manifest, "check")  # every listed shard complete
+    assert not manifest.complete and len(manifest.shards) < sum(n.startswith("shard-") for n in want)
+    assert not list(out.glob("*.tmp")) and not (out / ".harrier.lock").exists()
+    print(f"{errors[0]} ({len(manifest.shards)} shards finished)")
+    free()
+    rc, _ = runner.run(job.argv(out, True), log=work / "resume.log")
+    assert rc == 0, (work / "resume.log").read_text()
+    assert files(out) == want
+
+
+def test_a_full_disk_is_one_line_and_resume_completes_after_space_is_freed(runner, tiny_gemma3_dir, tmp_path):
+    """A size-limited tmpfs, filled but for room for about half the job: the job stops with one line, nothing
+    half-written stays, and --resume finishes once the filler is deleted. Needs mount (root); where mount is not
+    allowed the RLIMIT_FSIZE test below runs the same code path regardless."""
+    import math
+    import os
+    import subprocess
+
+    job = corpus_job(tiny_gemma3_dir, small_corpus(tmp_path))
+    want = reference(runner, job, tmp_path / "reference", tmp_path)
+    small = tmp_path / "small"
+    small.mkdir()
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(small)], capture_output=True,
+                           text=True)
+    if mount.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({mount.stderr.strip()}); the RLIMIT_FSIZE test covers the path")
+    try:
+        page = os.statvfs(small).f_frsize
+        pages = {name: math.ceil(len(data) / page) for name, data in want.items()}
+        shards = sorted(n for n in want if n.startswith("shard-"))
+        room = 1 + 2 * pages["manifest.json"] + pages["bad_rows.jsonl"] + sum(pages[n] for n in shards[:2])
+        st = os.statvfs(small)
+        (small / "filler").write_bytes(b"\0" * ((st.f_bavail - room) * page))
+        out = small / "out"
+        _full_then_resume(runner, job, out, want, tmp_path, (small / "filler").unlink)
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
+
+
+def test_a_file_size_limit_is_one_line_and_resume_completes_without_it(runner, tiny_gemma3_dir, tmp_path):
+    """RLIMIT_FSIZE below a shard's size (SIGXFSZ ignored: the write fails with EFBIG), the same code path as a full
+    disk without needing mount: one line, a consistent folder, --resume without the limit completes."""
+    job = corpus_job(tiny_gemma3_dir, small_corpus(tmp_path))
+    want = reference(runner, job, tmp_path / "reference", tmp_path)
+    limit = min(len(data) for name, data in want.items() if name.startswith("shard-")) // 2
+    assert limit > len(want["manifest.json"])  # the manifest fits; the first shard does not
+    _full_then_resume(runner, job, tmp_path / "out", want, tmp_path, lambda: None, max_file_bytes=limit)
