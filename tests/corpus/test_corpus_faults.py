@@ -13,6 +13,7 @@ from faultkit import KILLED, Job, Runner, files, kill_chains, reference
 from harrier.corpus.manifest import Manifest, check_shards
 
 KILLS = 10  # per job kind, in CI
+RAY_KILLS = 4
 
 
 @pytest.fixture(scope="module")
@@ -30,15 +31,22 @@ def corpus_job(model: Path, src: Path, name: str = "corpus-local", *extra: str) 
     return Job(name, argv, files)
 
 
-def small_corpus(folder: Path) -> Path:
-    rows = [{"id": f"r{i}", "text": t} for i, t in enumerate(make_texts(30, seed=11, max_words=10))]
-    rows.insert(13, {"id": "no-text"})  # a bad row: bad_rows.jsonl is part of the output
+def small_corpus(folder: Path, n: int = 30) -> Path:
+    rows = [{"id": f"r{i}", "text": t} for i, t in enumerate(make_texts(n, seed=11, max_words=10))]
+    rows.insert(n // 2, {"id": "no-text"})  # a bad row: bad_rows.jsonl is part of the output
     return write_jsonl(folder / "c.jsonl", rows)
 
 
-def test_local_corpus_job_survives_seeded_kills(runner, tiny_gemma3_dir, tmp_path):
-    job = corpus_job(tiny_gemma3_dir, small_corpus(tmp_path))
-    want = reference(runner, job, tmp_path / "reference", tmp_path)
+@pytest.fixture(scope="module")
+def local(runner, tiny_gemma3_dir, tmp_path_factory) -> tuple[Job, dict[str, bytes]]:
+    """The local job on a 30-row corpus (5 shards of 2 windows) and its uninterrupted output."""
+    work = tmp_path_factory.mktemp("local-job")
+    job = corpus_job(tiny_gemma3_dir, small_corpus(work))
+    return job, reference(runner, job, work / "reference", work)
+
+
+def test_local_corpus_job_survives_seeded_kills(runner, local, tmp_path):
+    job, want = local
     assert {"shard.window", "shard.closed", "shard.renamed", "manifest.half", "manifest.written",
             "manifest.saved", "bad_rows.renamed"} <= set(job.points)
     assert sum(name.startswith("shard-") for name in want) == 5
@@ -46,11 +54,10 @@ def test_local_corpus_job_survives_seeded_kills(runner, tiny_gemma3_dir, tmp_pat
     print("\n".join(events))
 
 
-def test_kill_between_the_first_shard_and_its_manifest_entry_resumes(runner, tiny_gemma3_dir, tmp_path):
+def test_kill_between_the_first_shard_and_its_manifest_entry_resumes(runner, local, tmp_path):
     """The job's first manifest is written before its first shard: a kill right after shard 0 is renamed into
     place (before the manifest lists it) used to leave Parquet files and no manifest, which --resume refused."""
-    job = corpus_job(tiny_gemma3_dir, small_corpus(tmp_path))
-    want = reference(runner, job, tmp_path / "reference", tmp_path)
+    job, want = local
     out = tmp_path / "out"
     rc, _ = runner.run(job.argv(out, False), log=tmp_path / "killed.log", fault="shard.renamed:1")
     assert rc == KILLED and (out / "shard-00000.parquet").is_file()
@@ -63,11 +70,11 @@ def test_kill_between_the_first_shard_and_its_manifest_entry_resumes(runner, tin
 def test_ray_corpus_job_survives_seeded_kills_of_its_driver(tiny_gemma3_dir, tmp_path):
     """Drivers on one local Ray instance started here; each run's driver is killed (its actors die with it) and
     the next run's driver connects to the same instance. The shards equal the local engine's too (one torch thread
-    in the actors as in the local run)."""
+    in the actors as in the local run). Fewer kills than the other kinds: a Ray run costs ~5 s here (the driver
+    connects, a pool of one actor starts and loads the model); benchmarks/fault_kills.py runs more."""
     import ray
 
-    rows = [{"id": f"r{i}", "text": t} for i, t in enumerate(make_texts(12, seed=5, max_words=10))]
-    src = write_jsonl(tmp_path / "c.jsonl", rows)
+    src = small_corpus(tmp_path, n=5)  # one shard
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     runner = Runner(("ray",))
     try:
@@ -77,7 +84,7 @@ def test_ray_corpus_job_survives_seeded_kills_of_its_driver(tiny_gemma3_dir, tmp
                          "--actors", "1", "--actor-cpus", "1")
         want = reference(runner, job, tmp_path / "reference", tmp_path)
         assert want == local
-        events = kill_chains(runner, job, tmp_path / "out", want, tmp_path, seed=29, kills=KILLS)
+        events = kill_chains(runner, job, tmp_path / "out", want, tmp_path, seed=29, kills=RAY_KILLS)
         print("\n".join(events))
     finally:
         runner.close()
@@ -104,7 +111,7 @@ def _full_then_resume(runner, job: Job, out: Path, want: dict[str, bytes], work:
     assert files(out) == want
 
 
-def test_a_full_disk_is_one_line_and_resume_completes_after_space_is_freed(runner, tiny_gemma3_dir, tmp_path):
+def test_a_full_disk_is_one_line_and_resume_completes_after_space_is_freed(runner, local, tmp_path):
     """A size-limited tmpfs, filled but for room for about half the job: the job stops with one line, nothing
     half-written stays, and --resume finishes once the filler is deleted. Needs mount (root); where mount is not
     allowed the RLIMIT_FSIZE test below runs the same code path regardless."""
@@ -112,8 +119,7 @@ def test_a_full_disk_is_one_line_and_resume_completes_after_space_is_freed(runne
     import os
     import subprocess
 
-    job = corpus_job(tiny_gemma3_dir, small_corpus(tmp_path))
-    want = reference(runner, job, tmp_path / "reference", tmp_path)
+    job, want = local
     small = tmp_path / "small"
     small.mkdir()
     mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(small)], capture_output=True,
@@ -133,11 +139,10 @@ def test_a_full_disk_is_one_line_and_resume_completes_after_space_is_freed(runne
         subprocess.run(["umount", str(small)], check=True)
 
 
-def test_a_file_size_limit_is_one_line_and_resume_completes_without_it(runner, tiny_gemma3_dir, tmp_path):
+def test_a_file_size_limit_is_one_line_and_resume_completes_without_it(runner, local, tmp_path):
     """RLIMIT_FSIZE below a shard's size (SIGXFSZ ignored: the write fails with EFBIG), the same code path as a full
     disk without needing mount: one line, a consistent folder, --resume without the limit completes."""
-    job = corpus_job(tiny_gemma3_dir, small_corpus(tmp_path))
-    want = reference(runner, job, tmp_path / "reference", tmp_path)
+    job, want = local
     limit = min(len(data) for name, data in want.items() if name.startswith("shard-")) // 2
     assert limit > len(want["manifest.json"])  # the manifest fits; the first shard does not
     _full_then_resume(runner, job, tmp_path / "out", want, tmp_path, lambda: None, max_file_bytes=limit)

@@ -52,10 +52,18 @@ def runner():
     r.close()
 
 
-def test_training_survives_seeded_kills(runner, tiny_gemma3_dir, tmp_path):
-    job = training_job(tiny_gemma3_dir, tmp_path)
-    out = tmp_path / "run"
-    want = reference(runner, job, out, tmp_path)  # the same run.output: the config is part of the output
+@pytest.fixture(scope="module")
+def case(runner, tiny_gemma3_dir, tmp_path_factory) -> tuple[Job, Path, dict[str, bytes]]:
+    """The job, its run folder and the folder an uninterrupted run leaves there (the same run.output: the config,
+    which names it, is part of the output)."""
+    work = tmp_path_factory.mktemp("train-job")
+    job = training_job(tiny_gemma3_dir, work)
+    out = work / "run"
+    return job, out, reference(runner, job, out, work)
+
+
+def test_training_survives_seeded_kills(runner, case, tmp_path):
+    job, out, want = case
     assert {"train.step", "checkpoint.files", "checkpoint.renamed", "checkpoint.latest", "checkpoint.saved",
             "export.written"} <= set(job.points)
     assert {"model/model.safetensors", "checkpoints/step-0000004/model.pt", "checkpoints/step-0000003/rng-rank0.pt",
@@ -64,13 +72,11 @@ def test_training_survives_seeded_kills(runner, tiny_gemma3_dir, tmp_path):
     print("\n".join(events))
 
 
-def test_log_rows_after_the_last_checkpoint_are_not_repeated(runner, tiny_gemma3_dir, tmp_path):
+def test_log_rows_after_the_last_checkpoint_are_not_repeated(runner, case, tmp_path):
     """Killed after step 4 was logged but before its checkpoint: resuming from step 3 redoes step 4, and the log
     holds it once (it used to hold rows 4 twice), as do the checkpoints."""
-    job = training_job(tiny_gemma3_dir, tmp_path)
-    out = tmp_path / "run"
-    want = reference(runner, job, out, tmp_path)
-    shutil.rmtree(out)
+    job, out, want = case
+    shutil.rmtree(out, ignore_errors=True)
     rc, _ = runner.run(job.argv(out, False), log=tmp_path / "killed.log", fault="train.step:4")
     assert rc == KILLED
     rc, _ = runner.run(job.argv(out, True), log=tmp_path / "resumed.log")
