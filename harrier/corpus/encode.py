@@ -168,21 +168,33 @@ def encode_corpus(cfg: CorpusConfig, model, engine: WindowEngine) -> CorpusResul
     """Run (or resume) a corpus job with a loaded ``Embedder`` (settings, fingerprint) and an engine (compute),
     holding the output's job lock; the engine is closed at the end.
 
-    When the output fills up (no space, quota, file size limit), the job's temporary files are removed and one
-    ``OutputError`` says so: the manifest still lists exactly the finished shards, so ``resume`` continues."""
+    When the job fails, its temporary files are removed (a new job that finished no shard leaves no job behind,
+    so the same command can simply be run again). A full output (no space, quota, file size limit) is one
+    ``OutputError``: the manifest still lists exactly the finished shards, so ``resume`` continues."""
     try:
         with lock_output(cfg.output):
+            fresh = not (cfg.output / MANIFEST).is_file()
             try:
                 return _run(cfg, model, engine)
-            except OSError as err:
-                if err.errno not in OUT_OF_SPACE:
+            except BaseException as err:
+                _clean_after_failure(cfg.output, fresh)
+                if not isinstance(err, OSError) or err.errno not in OUT_OF_SPACE:
                     raise
-                remove_job_tmp(cfg.output)
                 reason = os.strerror(err.errno)
                 raise OutputError(f"output {cfg.output}: cannot write the job's files ({reason}); the finished "
                                   f"shards are kept: free space and continue with --resume") from err
     finally:
         engine.close()
+
+
+def _clean_after_failure(out: Path, fresh: bool) -> None:
+    """Remove a failed run's temporary files; for a new job with no finished shard, its manifest and any shard it
+    renamed into place before failing to list it (the folder held no Parquet files when it started)."""
+    remove_job_tmp(out)
+    if fresh and (out / MANIFEST).is_file() and not Manifest.load(out).shards:
+        for shard in out.glob("shard-*.parquet"):
+            shard.unlink()
+        (out / MANIFEST).unlink()
 
 
 def remove_job_tmp(out: Path) -> None:
