@@ -49,6 +49,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="harrier-fault-kills-") as tmp:
         work = Path(tmp)
         model = tiny.build_gemma3(work / "model")
+        if "ray" in kinds:  # before the runner imports ray: a new local instance may write a new auth token
+            import ray
+
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
         runner = Runner(("ray",) if "ray" in kinds else ())
         try:
             for kind in kinds:
@@ -70,20 +74,17 @@ def main() -> None:
                 summary(kind, events, time.perf_counter() - start)
         finally:
             runner.close()
+            if "ray" in kinds:
+                ray.shutdown()
 
 
 def ray_chains(runner: Runner, model: Path, folder: Path, seed: int, kills: int) -> list[str]:
     import ray
 
-    src = small_corpus(folder, n=5)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        job = corpus_job(model, src, "corpus-ray", "--engine", "ray", "--address",
-                         ray.get_runtime_context().gcs_address, "--actors", "1", "--actor-cpus", "1")
-        want = reference(runner, job, folder / "reference", folder)
-        return kill_chains(runner, job, folder / "out", want, folder, seed=seed, kills=kills)
-    finally:
-        ray.shutdown()
+    job = corpus_job(model, small_corpus(folder, n=5), "corpus-ray", "--engine", "ray", "--address",
+                     ray.get_runtime_context().gcs_address, "--actors", "1", "--actor-cpus", "1")
+    want = reference(runner, job, folder / "reference", folder)
+    return kill_chains(runner, job, folder / "out", want, folder, seed=seed, kills=kills)
 
 
 if __name__ == "__main__":

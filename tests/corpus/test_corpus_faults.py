@@ -76,7 +76,7 @@ def test_ray_corpus_job_survives_seeded_kills_of_its_driver(tiny_gemma3_dir, tmp
 
     src = small_corpus(tmp_path, n=5)  # one shard
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    runner = Runner(("ray",))
+    runner = Runner(("ray",))  # after ray.init: a new local instance may write a new auth token the drivers need
     try:
         address = ray.get_runtime_context().gcs_address
         local = reference(runner, corpus_job(tiny_gemma3_dir, src), tmp_path / "local", tmp_path)
