@@ -84,3 +84,15 @@ def test_log_rows_after_the_last_checkpoint_are_not_repeated(runner, case, tmp_p
     got = run_files(out)
     assert [json.loads(line)["step"] for line in got[LOG].decode().splitlines()] == [1, 2, 3, 4, 5]
     assert got == want
+
+
+def test_kill_while_an_earlier_export_is_moved_aside(runner, case, tmp_path):
+    """A finished run resumed (it redoes the steps after its last checkpoint and exports again) and killed with the
+    old export moved aside, the new one not yet in place: the next --resume leaves the same folder, no .model.old."""
+    job, out, want = case
+    shutil.rmtree(out, ignore_errors=True)
+    assert runner.run(job.argv(out, False), log=tmp_path / "first.log")[0] == 0
+    rc, _ = runner.run(job.argv(out, True), log=tmp_path / "killed.log", fault="export.swapped:1")
+    assert rc == KILLED and (out / ".model.old").is_dir() and not (out / "model").exists()
+    assert runner.run(job.argv(out, True), log=tmp_path / "resumed.log")[0] == 0
+    assert run_files(out) == want
