@@ -104,8 +104,11 @@ def _acquire(path: Path, what: str) -> int:
     if stale is not None:
         log.warning("%s: taking over the lock of %s, which is no longer running", what, describe(stale))
     os.ftruncate(fd, 0)
-    os.pwrite(fd, _holder_line().encode(), 0)
-    os.fsync(fd)
+    try:
+        os.pwrite(fd, _holder_line().encode(), 0)
+        os.fsync(fd)
+    except OSError as err:  # a full disk: the details are for messages only, the flock is what holds
+        log.warning("%s: cannot write the holder's details into %s (%s); the lock holds", what, path, err.strerror)
     return fd
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from harrier import faults
 from harrier.heads import st_pooling_config
 from harrier.loading import ModelCard
 from harrier.model import EmbeddingModel
@@ -44,7 +45,7 @@ def save_pretrained(path: Path, *, model: EmbeddingModel, card: ModelCard, max_l
 
     path = path.expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     dtype_name = str(dtype).removeprefix("torch.")
     _write_json(tmp / "config.json", {**card.hf_config, "dtype": dtype_name})
     save_file(_contiguous(model.backbone.state_dict()), tmp / "model.safetensors", metadata={"format": "pt"})
@@ -84,10 +85,12 @@ def save_pretrained(path: Path, *, model: EmbeddingModel, card: ModelCard, max_l
     for name, obj in (extra_files or {}).items():
         _write_json(tmp / name, obj)
     os.chmod(tmp, 0o755)
+    faults.point("export.written")
     if path.exists():
         old = path.with_name(f".{path.name}.old")
         shutil.rmtree(old, ignore_errors=True)
         path.rename(old)
+        faults.point("export.swapped")
         tmp.rename(path)
         shutil.rmtree(old, ignore_errors=True)
     else:

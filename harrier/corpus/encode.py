@@ -8,6 +8,7 @@ job killed at any point and resumed (finished shards kept, the rest redone) writ
 
 from __future__ import annotations
 
+import errno
 import itertools
 import json
 import logging
@@ -19,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from harrier import faults
 from harrier.corpus.manifest import (
     BAD_ROW_EXAMPLES,
     BAD_ROWS,
@@ -34,11 +36,12 @@ from harrier.corpus.readers import BadRow, ReaderConfig, Record, count_rows, exp
 from harrier.corpus.shards import STORE_DTYPES, ShardWriter, require_pyarrow
 from harrier.corpus.window import Window, WindowEngine, prompt_to_json, windows_of
 from harrier.joblock import hold
-from harrier.outputs import check_dir
+from harrier.outputs import OutputError, check_dir
 from harrier.prompts import PromptSpec
 
 log = logging.getLogger(__name__)
 JOB_TMP = ("shard-*.parquet.tmp", MANIFEST + ".tmp", BAD_ROWS + ".tmp")  # the temporary files a job writes
+OUT_OF_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # disk full, quota, RLIMIT_FSIZE
 
 
 @dataclass(frozen=True)
@@ -149,27 +152,57 @@ def open_job(cfg: CorpusConfig, settings: dict) -> Manifest:
     out = cfg.output
     check_output(out, resume=cfg.resume)
     if not (out / MANIFEST).is_file():
-        return Manifest(settings=settings)
+        manifest = Manifest(settings=settings)
+        manifest.save(out)  # before any shard: a job killed at any later moment has a manifest to resume from
+        return manifest
     manifest = Manifest.load(out)
     diff = settings_diff(manifest.settings, settings)
     if diff:
         raise ValueError(f"cannot resume {out}: settings differ from the first run ({'; '.join(diff)})")
     check_shards(out, manifest, "cannot resume")
-    for pattern in JOB_TMP:  # under the job lock: these are a dead run's, never a live one's
-        for tmp in out.glob(pattern):
-            log.info("removing %s, left by an interrupted run", tmp)
-            tmp.unlink()
+    remove_job_tmp(out)
     return manifest
 
 
 def encode_corpus(cfg: CorpusConfig, model, engine: WindowEngine) -> CorpusResult:
     """Run (or resume) a corpus job with a loaded ``Embedder`` (settings, fingerprint) and an engine (compute),
-    holding the output's job lock; the engine is closed at the end."""
+    holding the output's job lock; the engine is closed at the end.
+
+    When the job fails, its temporary files are removed (a new job that finished no shard leaves no job behind,
+    so the same command can simply be run again). A full output (no space, quota, file size limit) is one
+    ``OutputError``: the manifest still lists exactly the finished shards, so ``resume`` continues."""
     try:
         with lock_output(cfg.output):
-            return _run(cfg, model, engine)
+            fresh = not (cfg.output / MANIFEST).is_file()
+            try:
+                return _run(cfg, model, engine)
+            except BaseException as err:
+                _clean_after_failure(cfg.output, fresh)
+                if not isinstance(err, OSError) or err.errno not in OUT_OF_SPACE:
+                    raise
+                reason = os.strerror(err.errno)
+                raise OutputError(f"output {cfg.output}: cannot write the job's files ({reason}); the finished "
+                                  f"shards are kept: free space and continue with --resume") from err
     finally:
         engine.close()
+
+
+def _clean_after_failure(out: Path, fresh: bool) -> None:
+    """Remove a failed run's temporary files; for a new job with no finished shard, its manifest and any shard it
+    renamed into place before failing to list it (the folder held no Parquet files when it started)."""
+    remove_job_tmp(out)
+    if fresh and (out / MANIFEST).is_file() and not Manifest.load(out).shards:
+        for shard in out.glob("shard-*.parquet"):
+            shard.unlink()
+        (out / MANIFEST).unlink()
+
+
+def remove_job_tmp(out: Path) -> None:
+    """Remove the temporary files a job writes (call under the job lock: they are a dead or failed run's)."""
+    for pattern in JOB_TMP:
+        for tmp in out.glob(pattern):
+            log.info("removing %s, left by an interrupted run", tmp)
+            tmp.unlink()
 
 
 def _run(cfg: CorpusConfig, model, engine: WindowEngine) -> CorpusResult:
@@ -214,6 +247,7 @@ def _run(cfg: CorpusConfig, model, engine: WindowEngine) -> CorpusResult:
             bar.close()
     if manifest.complete:
         os.replace(bad_tmp, cfg.output / BAD_ROWS)
+        faults.point("bad_rows.renamed")
         manifest.bad_rows, manifest.bad_row_examples = stream.bad, stream.examples
         manifest.save(cfg.output)
     else:

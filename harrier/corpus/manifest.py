@@ -12,6 +12,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from harrier import faults
+
 FORMAT = "harrier-corpus/1"
 # what each shard's metadata must agree on with the manifest's settings (the shard's "shard" is its own number)
 SHARD_SETTINGS = ("model_fingerprint", "prompt", "prefix", "dtype", "harrier_version")
@@ -69,8 +71,15 @@ class Manifest:
     def save(self, out_dir: Path) -> None:
         path = out_dir / MANIFEST
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        data = (json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n").encode()
+        with tmp.open("wb") as f:  # in two writes only so that a fault test can stop it half way
+            f.write(data[: len(data) // 2])
+            f.flush()
+            faults.point("manifest.half")
+            f.write(data[len(data) // 2:])
+        faults.point("manifest.written")
         os.replace(tmp, path)
+        faults.point("manifest.saved")
 
     @staticmethod
     def load(out_dir: Path) -> Manifest:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from harrier import faults
 from harrier.extras import require
 
 STORE_DTYPES = ("float32", "bfloat16")
@@ -85,13 +86,16 @@ class ShardWriter:
         ], schema=self.schema)
         self._writer.write_table(table, row_group_size=max(1, len(ids)))
         self.rows += len(ids)
+        faults.point("shard.window")
 
     def commit(self) -> None:
         """Close, flush to disk and rename into place."""
         self._writer.close()
         with self.tmp.open("rb") as f:
             os.fsync(f.fileno())
+        faults.point("shard.closed")
         os.replace(self.tmp, self.path)
+        faults.point("shard.renamed")
 
 
 def shard_metadata(path: Path) -> dict:

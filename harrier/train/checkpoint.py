@@ -19,6 +19,7 @@ import logging
 import os
 import random
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from harrier import faults
 from harrier.train.distributed import barrier, is_distributed
 
 log = logging.getLogger(__name__)
@@ -83,27 +85,45 @@ def save(root: Path, step: int, *, model: nn.Module, optimizer: torch.optim.Opti
     torch.save(rng_state(), tmp / f"rng-rank{rank}.pt")
     if rank == 0:
         torch.save(model_sd, tmp / "model.pt")
-        torch.save({"optimizer": optim_sd, **extra}, tmp / "train_state.pt")
+        torch.save(_interned({"optimizer": optim_sd, **extra}), tmp / "train_state.pt")
     barrier()
     if rank == 0:
         files = sorted(f for f in tmp.iterdir() if f.is_file())
         for f in files:
             with f.open("rb") as fh:
                 os.fsync(fh.fileno())
+        faults.point("checkpoint.files")
         manifest = {f.name: {"bytes": f.stat().st_size, "sha256": _sha256(f)} for f in files}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
+        faults.point("checkpoint.renamed")
         pointer = root / "latest.tmp"
         pointer.write_text(final.name + "\n", encoding="utf-8")
+        faults.point("checkpoint.latest")
         os.replace(pointer, root / "latest")
-        _prune(root, keep)
+        faults.point("checkpoint.saved")
+        prune(root, keep)
         log.info("checkpoint %s", final)
     barrier()
     return final
 
 
-def _prune(root: Path, keep: int) -> None:
+def _interned(obj: Any) -> Any:
+    """``obj`` with every string in its plain dicts, lists and tuples interned. Pickle writes a repeated object once
+    and refers back to it, by identity: a resumed run's optimizer keys come from unpickling (not the interned
+    literals of a fresh run), so without this the same state would be written as other bytes."""
+    if isinstance(obj, str):
+        return sys.intern(obj)
+    if type(obj) is dict:
+        return {_interned(k): _interned(v) for k, v in obj.items()}
+    if type(obj) in (list, tuple):
+        return type(obj)(_interned(v) for v in obj)
+    return obj
+
+
+def prune(root: Path, keep: int) -> None:
+    """Keep the newest ``keep`` checkpoints (all when ``keep <= 0``)."""
     if keep <= 0:
         return
     steps = sorted(p for p in root.glob("step-*") if p.is_dir())

@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import math
+import random
 import resource
 import sys
 import time
@@ -23,10 +24,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from harrier import faults
 from harrier.embedder import Embedder
 from harrier.joblock import hold
 from harrier.loading import LoadedModel
-from harrier.train import checkpoint
+from harrier.train import checkpoint, runfolder
 from harrier.train.config import TrainConfig, to_dict
 from harrier.train.data import build_datasets
 from harrier.train.distributed import DistInfo, all_mean, all_sum_int, init_from_env, is_distributed
@@ -303,10 +305,14 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path | None:
 
 def _train(cfg: TrainConfig, info: DistInfo, *, resume: bool) -> Path | None:
     torch.manual_seed(cfg.run.seed)
+    random.seed(cfg.run.seed)  # unused by the loop, but saved in every checkpoint: seeded, checkpoints repeat
+    np.random.seed(cfg.run.seed)
     out = Path(cfg.run.output)
     ckpt_root = out / "checkpoints"
+    export_dir = Path(cfg.run.export) if cfg.run.export else out / "model"
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
+        runfolder.remove_leftovers(out, export_dir)
         (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n", encoding="utf-8")
 
     student, teacher, projection = build_models(cfg, info)
@@ -333,8 +339,11 @@ def _train(cfg: TrainConfig, info: DistInfo, *, resume: bool) -> Path | None:
             start = state["step"]
             optim.load_extra(state)
             sampler.load_state_dict(state["sampler"])
+    if info.is_main:
+        runfolder.trim_log(out / runfolder.LOG, start)  # rows a killed run logged after its last checkpoint
+        checkpoint.prune(ckpt_root, cfg.run.keep_checkpoints)  # finish a prune a kill interrupted
 
-    log_file = (out / "train_log.jsonl").open("a", encoding="utf-8") if info.is_main else None
+    log_file = (out / runfolder.LOG).open("a", encoding="utf-8") if info.is_main else None
     bar = None
     if info.is_main and cfg.run.progress is not False:
         from tqdm.auto import tqdm
@@ -380,6 +389,7 @@ def _train(cfg: TrainConfig, info: DistInfo, *, resume: bool) -> Path | None:
                    "mem_gb": round(memory_gb(dev), 3)}
             log_file.write(json.dumps(row) + "\n")
             log_file.flush()
+        faults.point("train.step")
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
@@ -407,4 +417,4 @@ def _train(cfg: TrainConfig, info: DistInfo, *, resume: bool) -> Path | None:
 
         save_file({k: v.detach().cpu().contiguous() for k, v in projection.state_dict().items()},
                   str(out / PROJECTION_FILE))
-    return export(student, model, Path(cfg.run.export) if cfg.run.export else out / "model", cfg, info)
+    return export(student, model, export_dir, cfg, info)

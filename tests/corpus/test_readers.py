@@ -73,6 +73,7 @@ def test_cli_counts_bad_rows_and_strict_is_fatal(tmp_path, tiny_gemma3_dir, caps
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"harrier: error: bad row {src}:2: not valid JSON (Expecting property name enclosed in double "
                    "quotes) (--strict)"]
+    assert not list((tmp_path / "strict").iterdir())  # no shard finished: no job left, the same command can rerun
 
 
 def test_windows_respect_rows_and_chars_and_row_prompts():
