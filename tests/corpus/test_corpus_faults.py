@@ -13,7 +13,7 @@ from faultkit import KILLED, Job, Runner, files, kill_chains, reference
 from harrier.corpus.manifest import Manifest, check_shards
 
 KILLS = 10  # per job kind, in CI
-RAY_KILLS = 4
+RAY_KILLS = 10  # the issue asks for >= 10 per job kind; each Ray kill chain costs 5-9 s here
 
 
 @pytest.fixture(scope="module")
