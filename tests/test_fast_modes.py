@@ -276,3 +276,13 @@ def test_int8_refused_off_cpu(tiny_gemma3_dir):
     m = Embedder.from_pretrained(tiny_gemma3_dir, device="cpu")
     with pytest.raises(ValueError, match="CPU only"):
         apply_fast_modes(m.model, torch.device("cuda"), int8=True)
+
+
+def test_harrier_info_prints_the_probe(tiny_gemma3_dir, capsys):
+    from harrier.cli import main
+
+    assert main(["info", "--model", str(tiny_gemma3_dir), "--dtype", "int8"]) == 0
+    out = capsys.readouterr().out
+    probe = fastpath.int8_probe()
+    assert any(line.startswith("int8_probe") and line.endswith(probe.summary()) for line in out.splitlines())
+    assert "dtype" in out and "int8 (" in out and "backend " + probe.backend.name in out
