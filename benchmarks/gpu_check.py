@@ -7,17 +7,19 @@ Models, all built into a temporary directory in the Sentence-Transformers layout
 speed does not depend on them): the tiny parity checkpoints of the tests (``tests/tiny.py``), and random-weight
 models of the harrier-270m shape (``gemma3_text``: hidden 640, 18 layers, 4 heads / 1 kv head of 256, intermediate
 2,048, vocab 262,144, all full attention) and the harrier-0.6b shape (``qwen3``: hidden 1,024, 28 layers, 16 / 8
-heads of 128, intermediate 3,072, vocab 151,936). ``--quick`` keeps the two shapes' widths with 2 layers and a
-small vocabulary. Tokenizers: the tests' byte-level BPE, trained in code; texts are built from its sentences with
-a realistic length spread (most short, some paragraphs), so token counts, not texts, are what the table compares.
+heads of 128, intermediate 3,072, vocab 151,936). ``--quick`` keeps the two shapes' widths and heads with 1 layer,
+intermediate 256 and a small vocabulary. Tokenizers: the tests' byte-level BPE, trained in code; texts are built
+from its sentences with a realistic length spread (most short, some paragraphs), so token counts, not texts, are
+what the table compares.
 
 Per model: sentence-transformers in fp32 (the reference), fp16 and bf16; harrier in fp32, bf16 and (not Gemma-3,
 whose activations overflow it) fp16; ``--compile`` adds harrier bf16 through torch.compile. ``min cos`` is each
 row's minimum cosine against sentence-transformers fp32 on the parity texts, as documents and as instructed
 queries (``web_search_query``: harrier's prefix cache path). harrier rows must reach ``need``: 0.99999 in fp32
-(``tests/test_parity_tiny.py``), 0.99 in bf16/fp16 (``tests/test_runtime.py``'s bf16-vs-fp32 bound) and no
-further from fp32 than sentence-transformers in the same dtype, with a 0.001 margin. Exit status 1 when any
-harrier row misses it. ``tok/s`` is the best of ``--rounds`` timed runs over all texts after a warm-up on the
+(``tests/test_parity_tiny.py``); in bf16/fp16, no further from fp32 than sentence-transformers in the same dtype
+plus 0.001 (the tests' 0.999 bound for bf16 against bf16), or 0.99 (``tests/test_runtime.py``'s bf16-vs-fp32
+bound) where sentence-transformers' own row is not finite (fp16 overflowing). Exit status 1 when any harrier row
+misses it; 2 for bad arguments. ``tok/s`` is the best of ``--rounds`` timed runs over all texts after a warm-up on the
 first 32 (for compiled rows that is the compile); ``vs ST`` divides it by sentence-transformers' tok/s in the same
 dtype (``--st-batch-size``, default 32 as in sentence-transformers).
 """
@@ -85,8 +87,8 @@ def build_model(name: str, root: Path, quick: bool) -> Path:
 
 def make_texts(n: int, seed: int = 0) -> list[str]:
     """~55% short (2-6 words), ~30% medium (6-16), ~15% paragraphs (30-90), from the tests' sentences in 9
-    languages (those written without spaces cut into 2-character words): with the tests' small vocabulary that is
-    a median of about 25 tokens, a mean of about 50 and a tail to about 500, like encode_speed's real mix."""
+    languages (those written without spaces cut into 2-character words): with the tests' small vocabulary, a
+    median of about 30 tokens, a mean of about 65 and a tail to about 440 (encode_speed's real mix: mean 53)."""
     rng = random.Random(seed)
     words = []
     for w in " ".join(tiny.TRAIN_TEXT[:10]).split():
