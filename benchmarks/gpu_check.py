@@ -193,9 +193,12 @@ def header(args) -> str:
                f"cuDNN {torch.backends.cudnn.version()}")
     else:
         dev = f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
+    note = ("" if int(transformers.__version__.split(".")[0]) >= 5 else
+            "\nnote: tests/tiny.py writes transformers 5 configs (rope_parameters); this transformers may read "
+            "them differently, but both systems load the same config.json")
     return (f"device: {dev}\n"
             f"python {platform.python_version()}, torch {torch.__version__}, transformers {transformers.__version__}, "
-            f"sentence-transformers {sentence_transformers.__version__}, harrier {harrier.__version__}")
+            f"sentence-transformers {sentence_transformers.__version__}, harrier {harrier.__version__}{note}")
 
 
 def table(rows: list[Row], n_tokens_line: str) -> str:
