@@ -88,13 +88,18 @@ def _save_tokenizer(tok, path: Path, bos: str | None, eos: str, pad: str, max_le
     fast.save_pretrained(path)
 
 
-def build_gemma3(path: Path, *, embeddinggemma: bool = False, seed: int = 0, dtype=torch.float32) -> Path:
+def build_gemma3(path: Path, *, embeddinggemma: bool = False, seed: int = 0, dtype=torch.float32,
+                 shape: dict | None = None) -> Path:
+    """``shape``: config fields that replace the tiny ones (a real model's widths, in benchmarks/gpu_check.py);
+    such a model keeps transformers' own initialisation (std 0.02), as the tiny one's larger weights would make
+    activations explode over many wide layers."""
     from transformers import Gemma3TextConfig, Gemma3TextModel
 
     tok = build_tokenizer(["<pad>", "<eos>", "<bos>", "<unk>"], "<bos>", "<eos>")
-    n_layers = 6 if embeddinggemma else 3
-    layer_types = (["sliding_attention"] * 2 + ["full_attention"]) * 2 if embeddinggemma else ["full_attention"] * 3
-    cfg = Gemma3TextConfig(
+    n_layers = (shape or {}).get("num_hidden_layers", 6 if embeddinggemma else 3)
+    layer_types = ((["sliding_attention"] * 2 + ["full_attention"]) * 2 if embeddinggemma
+                   else ["full_attention"] * n_layers)
+    fields = dict(
         vocab_size=tok.get_vocab_size(), hidden_size=64, intermediate_size=96, num_hidden_layers=n_layers,
         num_attention_heads=4, num_key_value_heads=1, head_dim=32, query_pre_attn_scalar=32,
         max_position_embeddings=32768, sliding_window=8, layer_types=layer_types,
@@ -103,8 +108,10 @@ def build_gemma3(path: Path, *, embeddinggemma: bool = False, seed: int = 0, dty
         use_bidirectional_attention=embeddinggemma, pad_token_id=0, eos_token_id=1, bos_token_id=2,
         dtype=str(dtype).removeprefix("torch."),
     )
+    cfg = Gemma3TextConfig(**{**fields, **(shape or {})})
     model = Gemma3TextModel(cfg)
-    _randomize(model, seed)
+    if shape is None:
+        _randomize(model, seed)
     model.to(dtype).save_pretrained(path)
     _save_tokenizer(tok, path, "<bos>", "<eos>", "<pad>", 2048)
     if embeddinggemma:
@@ -125,27 +132,30 @@ def build_gemma3(path: Path, *, embeddinggemma: bool = False, seed: int = 0, dty
         (path / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 2048}))
     else:
         _write_st(path, [("Transformer", ""), ("Pooling", "1_Pooling"), ("Normalize", "2_Normalize")],
-                  HARRIER_PROMPTS, "lasttoken", 64)
+                  HARRIER_PROMPTS, "lasttoken", cfg.hidden_size)
     return path
 
 
-def build_qwen3(path: Path, *, seed: int = 0, dtype=torch.float32) -> Path:
+def build_qwen3(path: Path, *, seed: int = 0, dtype=torch.float32, shape: dict | None = None) -> Path:
+    """``shape``: as in ``build_gemma3``."""
     from transformers import Qwen3Config, Qwen3Model
 
     tok = build_tokenizer(["<|endoftext|>", "<|im_start|>", "<|im_end|>"], None, "<|im_end|>")
-    cfg = Qwen3Config(
+    fields = dict(
         vocab_size=tok.get_vocab_size(), hidden_size=64, intermediate_size=96, num_hidden_layers=3,
         num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=2048,
         rope_parameters={"rope_type": "default", "rope_theta": 1e6}, tie_word_embeddings=True,
         eos_token_id=tok.token_to_id("<|im_end|>"), pad_token_id=tok.token_to_id("<|endoftext|>"),
         bos_token_id=None, dtype=str(dtype).removeprefix("torch."),
     )
+    cfg = Qwen3Config(**{**fields, **(shape or {})})
     model = Qwen3Model(cfg)
-    _randomize(model, seed)
+    if shape is None:
+        _randomize(model, seed)
     model.to(dtype).save_pretrained(path)
     _save_tokenizer(tok, path, None, "<|im_end|>", "<|endoftext|>", 2048)
     _write_st(path, [("Transformer", ""), ("Pooling", "1_Pooling"), ("Normalize", "2_Normalize")],
-              HARRIER_PROMPTS, "lasttoken", 64)
+              HARRIER_PROMPTS, "lasttoken", cfg.hidden_size)
     return path
 
 

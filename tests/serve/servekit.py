@@ -58,12 +58,13 @@ class ServerProcess:
         return self.proc.returncode
 
 
-def start_server(model_dir: Path, log: Path, port: int | None = None, extra: tuple[str, ...] = ()) -> ServerProcess:
+def start_server(model_dir: Path, log: Path, port: int | None = None, extra: tuple[str, ...] = (),
+                 env: dict[str, str] | None = None) -> ServerProcess:
     port = port or free_port()
     cmd = [sys.executable, "-m", "harrier.cli", "serve", "--model", str(model_dir), "--port", str(port),
            "--api-key", API_KEY, "--served-model-name", MODEL_NAME, "--max-length", str(MAX_LENGTH),
            "--max-client-batch-size", str(MAX_CLIENT_BATCH), "--payload-limit", str(PAYLOAD_LIMIT), *extra]
-    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", **(env or {}))
     proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env, cwd=REPO)
     return ServerProcess(proc=proc, url=f"http://127.0.0.1:{port}", log=log)
 
