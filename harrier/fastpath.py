@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 INT8 = "int8"  # the dtype name that selects int8 linear layers; everything else then computes in float32
 PROBE_SHAPE = (256, 1024, 2048)  # T, K, N of the timed product: a decoder projection's size
 PROBE_ROUNDS = 5  # each candidate timed once per round, interleaved; the best of the rounds counts
+# int_mm is taken unless a qlinear backend is this much faster: on the harrier-270m shape int_mm measured min cosine
+# 0.9946 against qlinear's 0.9887 on the same 200 texts (docs/cpu-modes.md); per layer on random data both equal
+INT_MM_MARGIN = 1.25
 SATURATION_TOLERANCE = 0.02  # relative error above which a backend's products are broken (int16 saturation)
 _warned: set[str] = set()
 
@@ -78,13 +81,14 @@ class Int8Probe:
                 bits = "" if c.weight_qmax == QMAX else f", 7-bit weights ({c.note})"
                 parts.append(f"{c.name} {self.fp32_seconds / c.seconds:.2f}x{bits}")
         chosen = "none" if self.backend is None else self.backend.name
-        how = "HARRIER_INT8_BACKEND" if self.forced else "fastest"
+        how = "HARRIER_INT8_BACKEND" if self.forced else f"fastest; int_mm unless {INT_MM_MARGIN}x slower"
         return (f"int8 probe ({PROBE_SHAPE[0]}x{PROBE_SHAPE[1]}->{PROBE_SHAPE[2]} products vs float32): "
                 f"{'; '.join(parts)}; chosen: {chosen} ({how})")
 
 
 def choose(candidates: Sequence[Candidate], fp32_seconds: float, forced: str | None = None) -> Int8Probe:
     """The decision, from measured (or, in tests, simulated) figures: the fastest candidate that runs correctly,
+    with ``int_mm`` kept unless another is ``INT_MM_MARGIN`` times faster (it was the more accurate in the model),
     or ``forced`` (``HARRIER_INT8_BACKEND``) when that one runs."""
     usable = [c for c in candidates if c.weight_qmax is not None]
     if forced is not None:
@@ -97,6 +101,9 @@ def choose(candidates: Sequence[Candidate], fp32_seconds: float, forced: str | N
     if not usable:
         return Int8Probe(None, 0.0, fp32_seconds, tuple(candidates), forced is not None)
     best = min(usable, key=lambda c: c.seconds)
+    int_mm = next((c for c in usable if c.name == "int_mm"), None)
+    if int_mm is not None and int_mm.seconds <= best.seconds * INT_MM_MARGIN:
+        best = int_mm
     return Int8Probe(Int8Backend(best.name, best.weight_qmax), fp32_seconds / best.seconds, fp32_seconds,
                      tuple(candidates), forced is not None)
 
