@@ -13,7 +13,7 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -175,12 +175,6 @@ def int8_probe() -> Int8Probe:
     return probe
 
 
-def faster_mode() -> str:
-    from harrier.loading import cpu_bf16_is_faster
-
-    return "bfloat16" if cpu_bf16_is_faster() else "float32"
-
-
 def warn_once(key: str, message: str) -> None:
     """A ``RuntimeWarning`` (and log line) the first time ``key`` is seen in this process."""
     if key in _warned:
@@ -192,9 +186,11 @@ def warn_once(key: str, message: str) -> None:
 
 def apply_fast_modes(model: EmbeddingModel, device: torch.device, *, int8: bool = False,
                      compile: bool = False, keep_last: int = DEFAULT_KEEP_LAST,
-                     calibration_ids: Sequence[Sequence[int]] = ()) -> Int8Probe | None:
+                     calibration_ids: Sequence[Sequence[int]] = (),
+                     faster_mode: Callable[[], str] = lambda: "float32") -> Int8Probe | None:
     """Quantise (``int8``, smoothing calibrated on ``calibration_ids``) and/or compile (``compile``) a built
-    inference model in place. Returns the int8 probe's finding when quantising."""
+    inference model in place. Returns the int8 probe's finding when quantising. ``faster_mode`` names the mode a
+    slow int8's warning recommends (``loading`` passes bf16 where its probe found it faster)."""
     probe = None
     if int8:
         if device.type != "cpu":

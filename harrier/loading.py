@@ -180,7 +180,8 @@ def load_model(name_or_path: str | Path, *, device: str | torch.device | None = 
                                                                 ckpt.card.decoder.model_type), max_length=max_length,
                          allow_over_positions=allow_over_positions)
     calibration = loaded.tokenizer.encode(calibration_texts(), truncation="silent").ids if int8 else ()
-    apply_fast_modes(loaded.model, dev, int8=int8, compile=compile, calibration_ids=calibration)
+    apply_fast_modes(loaded.model, dev, int8=int8, compile=compile, calibration_ids=calibration,
+                     faster_mode=lambda: "bfloat16" if cpu_bf16_is_faster() else "float32")
     return loaded
 
 
