@@ -24,6 +24,7 @@ from harrier.eval.tasks import TaskSpec
 mteb = pytest.importorskip("mteb")
 datasets = pytest.importorskip("datasets")
 from mteb.timing import TimingStack  # noqa: E402
+from mteb_splits import instruction_reranking_split  # noqa: E402
 
 WORDS = "the cat dog sat on a mat ran fast slow big small red blue house tree river sun moon".split()
 
@@ -386,14 +387,7 @@ def test_instruction_reranking_task_file_matches_mteb(tmp_path):
     assert (sel.task.type, sel.task.main_score) == ("InstructionReranking", "p-MRR")
     ours = score_subset(enc, sel.task, sel.task.load(tmp_path, "default", "test"), NoPrompts())
 
-    queries = [r for r in rows if r["kind"] == "query"]
-    docs = [r for r in rows if r["kind"] == "document"]
-    split = {
-        "corpus": datasets.Dataset.from_dict({"id": [d["id"] for d in docs], "text": [d["text"] for d in docs]}),
-        "queries": datasets.Dataset.from_dict({k: [q[k] for q in queries] for k in ("id", "text", "instruction")}),
-        "relevant_docs": {q["id"]: dict(q["relevant"]) for q in queries},
-        "top_ranked": {q["id"]: list(q["candidates"]) for q in queries},
-    }
+    split = instruction_reranking_split(rows)
     task = mteb.get_task("Core17InstructionRetrieval")
     task.task_specific_scores = lambda scores, qrels, results, hf_split, hf_subset: evaluate_p_mrr_change(
         qrels, results, changed, task.k_values)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from mteb_splits import instruction_reranking_split
 
 from harrier.cli import main
 
@@ -88,7 +89,7 @@ def test_multilabel_task_file_through_harrier_eval_equals_mteb(tiny_embeddinggem
 
 def test_instruction_reranking_task_file_through_harrier_eval_equals_mteb(tiny_embeddinggemma_dir, tmp_path):
     mteb = pytest.importorskip("mteb")
-    datasets = pytest.importorskip("datasets")
+    pytest.importorskip("datasets")
     from mteb._evaluators.retrieval_metrics import evaluate_p_mrr_change
     from mteb.timing import TimingStack
 
@@ -101,15 +102,8 @@ def test_instruction_reranking_task_file_through_harrier_eval_equals_mteb(tiny_e
     assert entry["main_score"] == entry["p-MRR"] and set(entry["og"]) >= {"ndcg_at_5", "map_at_1000"}
     assert h["prompts"]["query"] is not None and h["prompts"]["document"] is not None  # the model's own prompts
 
-    queries = [r for r in rows if r["kind"] == "query"]
-    docs = [r for r in rows if r["kind"] == "document"]
-    split = {
-        "corpus": datasets.Dataset.from_dict({"id": [d["id"] for d in docs], "text": [d["text"] for d in docs]}),
-        "queries": datasets.Dataset.from_dict({k: [q[k] for q in queries] for k in ("id", "text", "instruction")}),
-        "relevant_docs": {q["id"]: dict(q["relevant"]) for q in queries},
-        "top_ranked": {q["id"]: list(q["candidates"]) for q in queries},
-    }
-    changed = {q["id"].removesuffix("-changed"): q["changed"] for q in queries if "changed" in q}
+    split = instruction_reranking_split(rows)
+    changed = {q["id"].removesuffix("-changed"): q["changed"] for q in rows if q["kind"] == "query" and "changed" in q}
     task = mteb.get_task("News21InstructionRetrieval")
     task.task_specific_scores = lambda scores, qrels, results, hf_split, hf_subset: evaluate_p_mrr_change(
         qrels, results, changed, task.k_values)  # the task's own, minus its qrel_diff download
