@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from harrier.cancel import raise_if_cancelled
 from harrier.models import long
 from harrier.models.compiled import CompiledLayers, runs_tensor
 from harrier.models.config import DecoderConfig
@@ -92,6 +93,7 @@ class Decoder(nn.Module):
             compiled = None  # the op has no backward; very long batches take the chunked path
         runs = None if compiled is None else runs_tensor(groups, None if prefix is None else prefix.spans)
         for i, layer in enumerate(self.layers):
+            raise_if_cancelled()  # the server stops a forward whose clients all left (harrier.cancel)
             cos_sin = tables[layer.layer_type]
             layer_prefix = None if prefix is None else prefix.layer(i)
             if self.gradient_checkpointing and self.training and torch.is_grad_enabled():

@@ -4,7 +4,9 @@ The scheduler runs on the event loop: it takes sequences first-come first-served
 (sequences of one request may span batches; different prompts share a batch), hands the packed batch to the worker
 thread, and scatters the rows back to their requests. The queue is bounded in tokens: a request that would
 overflow it is refused at once (``OverloadedError``, HTTP 429), never queued without limit. A request that is
-cancelled (client gone) leaves the queue: its remaining sequences are skipped and its tokens released.
+cancelled (client gone) leaves the queue: its remaining sequences are skipped and its tokens released, and a
+forward already running stops before its next layer once every request in it is gone (``harrier.cancel``), so
+the next client waits at most one layer, not the rest of a batch nobody reads.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from harrier.cancel import Cancelled, cancel_when
 
 log = logging.getLogger(__name__)
 StepFn = Callable[[list[list[int]], list[int], list[int]], np.ndarray]  # (ids, prompt_lens, prefix_lens)
@@ -39,6 +43,7 @@ class BatchStats:
     tokens: int
     requests: int
     seconds: float
+    abandoned: bool = False  # stopped part-way: every request in it had gone (nothing was delivered)
 
 
 @dataclass(eq=False)
@@ -170,8 +175,11 @@ class Batcher:
             t0 = time.perf_counter()
             self.busy = True
             try:
-                emb = await loop.run_in_executor(self._pool, self._step, [e.ids for e in batch],
-                                                 [e.prompt_len for e in batch], [e.prefix_len for e in batch])
+                emb = await loop.run_in_executor(self._pool, self._guarded_step, batch)
+            except Cancelled:
+                log.info("stopped a forward of %d sequences part-way: every request in it had gone", len(batch))
+                self._report(batch, t0, abandoned=True)
+                continue
             except Exception as err:  # a failed forward fails its requests, never the server
                 log.exception("forward failed for a batch of %d sequences", len(batch))
                 self._fail(batch, err)
@@ -179,10 +187,19 @@ class Batcher:
             finally:
                 self.busy = False
             self._deliver(batch, emb)
-            if self._on_batch is not None:
-                self._on_batch(BatchStats(sequences=len(batch), tokens=sum(len(e.ids) for e in batch),
-                                          requests=len({id(e.job) for e in batch}),
-                                          seconds=time.perf_counter() - t0))
+            self._report(batch, t0)
+
+    def _guarded_step(self, batch: list[_Entry]) -> np.ndarray:
+        """``step`` on the model thread, stopped between layers once no request of the batch is waiting."""
+        jobs = list({id(e.job): e.job for e in batch}.values())
+        with cancel_when(lambda: all(job.cancelled for job in jobs)):
+            return self._step([e.ids for e in batch], [e.prompt_len for e in batch], [e.prefix_len for e in batch])
+
+    def _report(self, batch: list[_Entry], t0: float, abandoned: bool = False) -> None:
+        if self._on_batch is not None:
+            self._on_batch(BatchStats(sequences=len(batch), tokens=sum(len(e.ids) for e in batch),
+                                      requests=len({id(e.job) for e in batch}), seconds=time.perf_counter() - t0,
+                                      abandoned=abandoned))
 
     @staticmethod
     def _deliver(batch: list[_Entry], emb: np.ndarray) -> None:

@@ -31,6 +31,8 @@ def add_parser(sub) -> None:
     p.add_argument("--max-queued-tokens", type=int, default=None,
                    help="tokens waiting for the model before new requests get 429 (default 64 batches)")
     p.add_argument("--payload-limit", type=int, default=8_000_000, help="request body bytes (413 above)")
+    p.add_argument("--body-timeout", type=float, default=30.0, help="seconds a request's whole body may take to "
+                   "arrive (408 after; a stalled upload never holds a connection for good)")
     p.add_argument("--default-prompt-name", default=None,
                    help="prompt for requests that name none (clients send prompt_name \"\" for raw documents)")
     p.add_argument("--allow-token-ids", action="store_true", help="accept token-id input on /v1/embeddings (off by "
@@ -59,6 +61,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                          truncation=args.truncation,
                          max_batch_tokens=args.max_batch_tokens, max_client_batch_size=args.max_client_batch_size,
                          max_queued_tokens=args.max_queued_tokens, payload_limit=args.payload_limit,
+                         body_timeout=args.body_timeout,
                          api_key=args.api_key, default_prompt_name=args.default_prompt_name,
                          allow_token_ids=args.allow_token_ids, private_metrics=args.private_metrics,
                          prefix_cache=not args.no_prefix_cache, prefix_cache_mb=args.prefix_cache_mb)

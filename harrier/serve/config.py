@@ -20,6 +20,7 @@ class ServeConfig:
     max_client_batch_size: int = 512  # inputs per request (413 above)
     max_queued_tokens: int | None = None  # tokens waiting for the model (429 above; default 64 batches)
     payload_limit: int = 8_000_000  # request body bytes (413 above)
+    body_timeout: float = 30.0  # seconds for a request's whole body to arrive (408 after)
     api_key: str | None = None
     private_metrics: bool = False  # /metrics needs the API key too (/health stays open for probes)
     default_prompt_name: str | None = None
@@ -32,6 +33,9 @@ class ServeConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be positive, got {value}")
+        if isinstance(self.body_timeout, bool) or not isinstance(self.body_timeout, int | float) or \
+                not self.body_timeout > 0:
+            raise ValueError(f"body_timeout must be a positive number of seconds, got {self.body_timeout!r}")
         if isinstance(self.prefix_cache_mb, bool) or not isinstance(self.prefix_cache_mb, int | float) or \
                 self.prefix_cache_mb < 0:
             raise ValueError(f"prefix_cache_mb must be a number of MB >= 0, got {self.prefix_cache_mb!r}")

@@ -10,13 +10,14 @@ KINDS = {
     400: ("invalid_request_error", "Empty"),
     401: ("authentication_error", "Unauthorized"),
     404: ("invalid_request_error", "Validation"),
+    408: ("invalid_request_error", "Validation"),
     413: ("invalid_request_error", "Validation"),
     422: ("invalid_request_error", "Validation"),
     429: ("rate_limit_error", "Overloaded"),
     500: ("server_error", "Backend"),
     503: ("service_unavailable", "Unhealthy"),
 }
-CODES = {401: "invalid_api_key", 404: "model_not_found", 413: "request_too_large", 429: "overloaded",
+CODES = {401: "invalid_api_key", 404: "model_not_found", 408: "request_timeout", 413: "request_too_large", 429: "overloaded",
          503: "unavailable"}
 
 

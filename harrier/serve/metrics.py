@@ -33,6 +33,10 @@ class Metrics:
         self.batch_seconds = Histogram("harrier_batch_duration_seconds", "forward time per batch",
                                        buckets=LATENCY_BUCKETS, registry=r)
         self.tokens = Counter("harrier_embedded_tokens", "tokens embedded (rate() gives tokens/s)", registry=r)
+        self.abandoned = Counter("harrier_batches_abandoned", "forwards stopped part-way because every request in "
+                                 "them had disconnected", registry=r)
+        self.body_timeouts = Counter("harrier_body_timeouts", "requests whose body did not arrive within "
+                                     "--body-timeout (answered 408)", registry=r)
         self.ready = Gauge("harrier_ready", "1 when the model is loaded and the server takes requests", registry=r)
 
     def watch_prefix_cache(self, store) -> None:
@@ -42,6 +46,9 @@ class Metrics:
             self.registry.register(_PrefixCacheCollector(store))
 
     def on_batch(self, stats: BatchStats) -> None:
+        if stats.abandoned:
+            self.abandoned.inc()
+            return
         self.batch_sequences.observe(stats.sequences)
         self.batch_tokens.observe(stats.tokens)
         self.batch_requests.observe(stats.requests)

@@ -106,6 +106,9 @@ async def embed(state: ServerState, prepared: Prepared, request: Request) -> np.
             work.cancel()
         gone.cancel()
     if work not in done:
+        # let the cancellation reach the batcher now: its queued rows are dropped and a forward holding only
+        # gone requests stops before its next layer (harrier.cancel)
+        await asyncio.gather(work, return_exceptions=True)
         raise ClientGoneError()
     try:
         return work.result()

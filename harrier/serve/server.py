@@ -170,9 +170,22 @@ def _install_errors(application: FastAPI) -> None:
     async def _gone(request: Request, err: ClientGoneError) -> Response:
         return Response(status_code=499)  # nobody reads it; the access log shows the drop (nginx's convention)
 
+    @application.exception_handler(BodyTimeoutError)
+    async def _body_timeout(request: Request, err: BodyTimeoutError) -> JSONResponse:
+        response = error_response(request.url.path, 408, err.detail)
+        response.headers["Connection"] = "close"  # the rest of the body may still come: never reuse the connection
+        return response
+
     @application.exception_handler(BodyTooLargeError)
     async def _too_large(request: Request, err: BodyTooLargeError) -> JSONResponse:
         return error_response(request.url.path, 413, err.detail)
+
+
+class BodyTimeoutError(HTTPException):
+    """Raised while the body streams in too slowly (``body_timeout``); an HTTPException for the same reason."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(status_code=408, detail=detail)
 
 
 class BodyTooLargeError(HTTPException):
@@ -240,16 +253,34 @@ class Gate:
         return None
 
     def _limited(self, receive):
-        limit = self.state.config.payload_limit
+        """``receive`` with the body's bounds: at most ``payload_limit`` bytes, all of it within ``body_timeout``
+        seconds of the first read (a client that sends half a body and stalls gets 408, not a connection held
+        forever). Reads after the body (the disconnect watch) wait as long as they need."""
+        limit, timeout = self.state.config.payload_limit, self.state.config.body_timeout
         seen = 0
+        deadline: float | None = None
+        complete = False
 
         async def wrapped():
-            nonlocal seen
-            message = await receive()
+            nonlocal seen, deadline, complete
+            if complete:
+                return await receive()
+            loop = asyncio.get_running_loop()
+            if deadline is None:
+                deadline = loop.time() + timeout
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                self.state.metrics.body_timeouts.inc()
+                raise BodyTimeoutError(f"the request body did not arrive within {timeout:g} s "
+                                       f"({seen} bytes read); send it whole") from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
                     raise BodyTooLargeError(f"request body is over the limit of {limit} bytes")
+                complete = not message.get("more_body", False)
+            else:
+                complete = True  # the client left
             return message
 
         return wrapped

@@ -266,3 +266,144 @@ def test_graceful_timeout_answers_503_in_the_api_json(gated):
         thread.join(30)
     assert r.status_code == 503, r.text
     assert r.json()["error"]["type"] == "service_unavailable" and "graceful-timeout" in r.json()["error"]["message"]
+
+
+class LayerGate:
+    """Hooks on the real model's decoder layers: layer 0 waits for the test's gate, every layer counts its calls."""
+
+    def __init__(self, embedder) -> None:
+        self.gate = threading.Event()
+        self.in_model = threading.Event()
+        layers = embedder.model.backbone.layers
+        self.calls = [0] * len(layers)
+        self.handles = [layer.register_forward_pre_hook(self._hook(i)) for i, layer in enumerate(layers)]
+
+    def _hook(self, i):
+        def hook(module, args):
+            self.calls[i] += 1
+            if i == 0:
+                self.in_model.set()
+                assert self.gate.wait(30), "test never opened the gate"
+        return hook
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+
+@pytest.fixture()
+def layer_gate(reference):
+    hooks = LayerGate(reference)
+    yield hooks
+    hooks.gate.set()
+    hooks.remove()
+
+
+def _metric(url, name) -> float:
+    for line in httpx.get(f"{url}/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
+
+
+def test_a_forward_whose_clients_all_left_stops_at_the_next_layer(layer_gate, reference):
+    """The gone client's forward ends before layer 1 (the next client waits one layer, not a whole batch)."""
+    application = app(model="unused", runtime=EmbedderRuntime(reference, "tiny"))
+    n_layers = len(layer_gate.calls)
+    assert n_layers >= 2
+    with serving(application) as url:
+        with pytest.raises(httpx.ReadTimeout):
+            _post(url, "/v1/embeddings", {"input": TEXTS[:4]}, timeout=1.0)
+        assert layer_gate.in_model.is_set()
+        _wait(lambda: _metric(url, 'harrier_requests_total{route="/v1/embeddings",status="499"}') == 1)
+        layer_gate.gate.set()
+        _wait(lambda: _metric(url, "harrier_batches_abandoned_total") == 1)
+        assert layer_gate.calls == [1] + [0] * (n_layers - 1)  # stopped before layer 1
+        got = _vectors(_post(url, "/v1/embeddings", {"input": TEXTS[4:6]}))
+        assert layer_gate.calls[1:] == [1] * (n_layers - 1)  # the next request ran every layer once
+        assert _metric(url, "harrier_embedded_tokens_total") == sum(len(x) for x in reference.tokenize(TEXTS[4:6]))
+    assert cosine_rows(got, reference.encode(TEXTS[4:6])).min() >= 0.99999
+
+
+def test_a_forward_runs_on_while_one_of_its_clients_waits(layer_gate, reference):
+    """Two requests share a forward; one leaves, the other still gets exact vectors and nothing is abandoned."""
+    application = app(model="unused", runtime=EmbedderRuntime(reference, "tiny"))
+    with serving(application) as url, ThreadPoolExecutor(2) as pool:
+        first = pool.submit(_post, url, "/v1/embeddings", {"input": ["warm up"]})
+        assert layer_gate.in_model.wait(10)  # the first forward holds the model: the next two queue together
+        stays = pool.submit(_post, url, "/v1/embeddings", {"input": TEXTS[:2]})
+        _wait(lambda: _queued(url) > 0)
+        with pytest.raises(httpx.ReadTimeout):
+            _post(url, "/v1/embeddings", {"input": TEXTS[2:4]}, timeout=1.0)
+        layer_gate.gate.set()
+        assert first.result().status_code == 200
+        got = _vectors(stays.result())
+        assert _metric(url, "harrier_batches_abandoned_total") == 0
+    assert cosine_rows(got, reference.encode(TEXTS[:2])).min() >= 0.99999
+
+
+@pytest.mark.parametrize("route", ["/v1/embeddings", "/embed"])
+def test_a_stalled_body_gets_408_in_the_api_json_and_others_are_served(gated, reference, route):
+    """Half a body, then silence: the connection is answered 408 after --body-timeout and closed; meanwhile and
+    afterwards other clients are served."""
+    import json
+    import socket
+
+    gated.gate.set()
+    application = app(model="unused", runtime=gated, body_timeout=1.0)
+    with serving(application) as url:
+        port = int(url.rsplit(":", 1)[1])
+        stalled = socket.create_connection(("127.0.0.1", port))
+        stalled.settimeout(20)
+        t0 = time.monotonic()
+        stalled.sendall(f"POST {route} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                        f"Content-Length: 400\r\n\r\n{{\"input\": [\"half a".encode())
+        assert _vectors(_post(url, "/v1/embeddings", {"input": TEXTS[:1]})).shape == (1, 64)
+        reply = b""
+        while chunk := stalled.recv(4096):  # the server closes the connection after its answer
+            reply += chunk
+        waited = time.monotonic() - t0
+        stalled.close()
+        head, _, body = reply.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408"), reply
+        assert b"connection: close" in head.lower()
+        error = json.loads(body)
+        if route == "/embed":
+            assert error["error_type"] == "Validation" and "within 1 s" in error["error"]
+        else:
+            assert error["error"]["code"] == "request_timeout" and "within 1 s" in error["error"]["message"]
+        assert 0.9 <= waited < 10
+        assert _metric(url, "harrier_body_timeouts_total") == 1
+        got = _vectors(_post(url, "/v1/embeddings", {"input": TEXTS[1:3]}))
+    assert cosine_rows(got, reference.encode(TEXTS[1:3])).min() >= 0.99999
+
+
+def test_a_slow_but_steady_body_within_the_timeout_is_read(gated, reference):
+    """A body sent in pieces over ~0.6 s is fine under a 3 s --body-timeout (the bound is on the whole body)."""
+    import json
+    import socket
+
+    gated.gate.set()
+    with serving(app(model="unused", runtime=gated, body_timeout=3.0)) as url:
+        port = int(url.rsplit(":", 1)[1])
+        body = json.dumps({"input": TEXTS[:2]}).encode()
+        with socket.create_connection(("127.0.0.1", port)) as conn:
+            conn.settimeout(20)
+            conn.sendall(f"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode())
+            for i in range(0, len(body), len(body) // 3 + 1):
+                conn.sendall(body[i:i + len(body) // 3 + 1])
+                time.sleep(0.2)
+            reply = b""
+            while chunk := conn.recv(65536):
+                reply += chunk
+    head, _, payload = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), reply[:300]
+    got = np.array([d["embedding"] for d in json.loads(payload)["data"]])
+    assert cosine_rows(got, reference.encode(TEXTS[:2])).min() >= 0.99999
+
+
+def test_bad_body_timeout_is_refused():
+    for bad in (0, -1.0, True, "5"):
+        with pytest.raises(ValueError, match="body_timeout"):
+            app(model="unused", body_timeout=bad)
