@@ -28,6 +28,7 @@ from harrier.quantize import (
     QMAX_NO_SATURATION,
     Int8Backend,
     Int8Linear,
+    keep_first_for,
     quantize_decoder,
 )
 
@@ -185,12 +186,14 @@ def warn_once(key: str, message: str) -> None:
 
 
 def apply_fast_modes(model: EmbeddingModel, device: torch.device, *, int8: bool = False,
-                     compile: bool = False, keep_last: int = DEFAULT_KEEP_LAST,
-                     calibration_ids: Sequence[Sequence[int]] = (),
-                     faster_mode: Callable[[], str] = lambda: "float32") -> Int8Probe | None:
+                     compile: bool = False, keep_first: int | None = None,
+                     keep_last: int = DEFAULT_KEEP_LAST, calibration_ids: Sequence[Sequence[int]] = (),
+                     faster_mode: Callable[[], str] = lambda: "float32",
+                     bf16_faster: Callable[[], bool] = lambda: False) -> Int8Probe | None:
     """Quantise (``int8``, smoothing calibrated on ``calibration_ids``) and/or compile (``compile``) a built
     inference model in place. Returns the int8 probe's finding when quantising. ``faster_mode`` names the mode a
-    slow int8's warning recommends (``loading`` passes bf16 where its probe found it faster)."""
+    slow int8's warning recommends and ``bf16_faster`` says whether the float linear layers left in an int8 model
+    multiply in bf16 (``loading`` passes its bf16 probe: bf16 where it found bf16 faster)."""
     probe = None
     if int8:
         if device.type != "cpu":
@@ -207,10 +210,14 @@ def apply_fast_modes(model: EmbeddingModel, device: torch.device, *, int8: bool 
         if calibration_ids:
             b = pack(calibration_ids, device=device)
             batches.append((b.input_ids_T, b.position_ids_T, b.groups))
-        n = quantize_decoder(model.backbone, keep_last=keep_last, backend=probe.backend, calibration=batches)
+        bf16 = bf16_faster()
+        n = quantize_decoder(model.backbone, keep_first=keep_first, keep_last=keep_last, backend=probe.backend,
+                             calibration=batches, bf16_floats=bf16)
         log.info("int8: %d linear layers quantised (backend %s, weights |q| <= %d, smoothing calibrated on %d "
-                 "texts; down_proj, the last %d decoder layers, embedding and heads kept in float32)", n,
-                 probe.backend.name, probe.backend.weight_qmax, len(calibration_ids), keep_last)
+                 "texts; down_proj and the first %d / last %d decoder layers' linear layers in %s; embedding, "
+                 "norms, attention and heads in float32)", n, probe.backend.name, probe.backend.weight_qmax,
+                 len(calibration_ids), keep_first_for(len(model.backbone.layers), keep_first), keep_last,
+                 "bf16" if bf16 else "float32")
     if compile:
         model.backbone.compile_layers()
     return probe

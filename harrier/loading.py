@@ -181,7 +181,8 @@ def load_model(name_or_path: str | Path, *, device: str | torch.device | None = 
                          allow_over_positions=allow_over_positions)
     calibration = loaded.tokenizer.encode(calibration_texts(), truncation="silent").ids if int8 else ()
     apply_fast_modes(loaded.model, dev, int8=int8, compile=compile, calibration_ids=calibration,
-                     faster_mode=lambda: "bfloat16" if cpu_bf16_is_faster() else "float32")
+                     faster_mode=lambda: "bfloat16" if cpu_bf16_is_faster() else "float32",
+                     bf16_faster=cpu_bf16_is_faster)
     return loaded
 
 

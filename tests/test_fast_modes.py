@@ -123,6 +123,41 @@ def test_int8_linear_matches_reference_math(backend, smoothed):
     assert rel.max() < (0.03 if backend.weight_qmax == 127 else 0.06)
 
 
+@torch.no_grad()
+def test_bf16_linear_is_the_bf16_product_plus_a_float32_bias():
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(64, 48)
+    x = torch.randn(10, 64)
+    want = torch.nn.functional.linear(x.bfloat16(), lin.weight.bfloat16()).float() + lin.bias
+    got = quantize.Bf16Linear(lin)(x)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    assert (got - lin(x)).abs().max() < 0.05
+
+
+def test_first_layers_stay_float():
+    """The first layers keep their float linears (the 270m shape's accuracy); capped at a quarter of the layers."""
+    assert [quantize.keep_first_for(n) for n in (2, 3, 4, 7, 8, 18, 24, 28)] == [0, 0, 1, 1, 2, 2, 2, 2]
+    assert quantize.keep_first_for(18, 5) == 5
+    from harrier.models.config import decoder_config
+    from harrier.models.decoder import Decoder
+
+    base = Decoder(decoder_config(_four_layer_config()))
+    n = quantize.quantize_decoder(base, keep_first=None)
+    kinds = [[type(m).__name__ for m in (layer.self_attn.q_proj, layer.mlp.up_proj, layer.mlp.down_proj)]
+             for layer in base.layers]
+    assert kinds == [["Linear", "Linear", "Linear"]] + [["Int8Linear", "Int8Linear", "Linear"]] * 3
+    assert n == 3 * 6
+
+
+def _four_layer_config() -> dict:
+    return {"model_type": "gemma3_text", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 4,
+            "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 16, "vocab_size": 100,
+            "max_position_embeddings": 128, "rms_norm_eps": 1e-6, "sliding_window": 16, "rope_theta": 10000.0,
+            "rope_local_base_freq": 10000.0, "query_pre_attn_scalar": 16, "hidden_activation": "gelu_pytorch_tanh",
+            "layer_types": ["sliding_attention", "sliding_attention", "sliding_attention", "full_attention"]}
+
+
 def test_smoothing_is_exact_in_float():
     """x / s times W * s is the same product: smoothing moves range, never changes the float result."""
     torch.manual_seed(0)
@@ -231,16 +266,22 @@ def test_probe_finds_saturation_under_avx2():
 
 
 @pytest.mark.parametrize("fixture", MODELS)
-def test_int8_within_tolerance(fixture, request):
+@pytest.mark.parametrize("bf16", [False, True], ids=["float-fp32", "float-bf16"])
+def test_int8_within_tolerance(fixture, bf16, request, monkeypatch):
+    """int8 close to fp32; the linear layers left out of int8 multiply in bf16 exactly where the bf16 probe says
+    bf16 is faster (simulated both ways here)."""
+    monkeypatch.setattr(loading, "cpu_bf16_is_faster", lambda: bf16)
     path = request.getfixturevalue(fixture)
     ref = Embedder.from_pretrained(path, device="cpu", dtype="float32").encode(TEXTS, progress=False)
     m = Embedder.from_pretrained(path, device="cpu", dtype="int8")
     int8 = [x for x in m.model.backbone.modules() if isinstance(x, Int8Linear)]
     assert int8 and all(x.inv_smooth_K is not None for x in int8)  # calibrated at load
     assert not any(isinstance(x, Int8Linear) for x in m.model.head.modules())
-    assert not isinstance(m.model.backbone.layers[0].mlp.down_proj, Int8Linear)
+    down = m.model.backbone.layers[0].mlp.down_proj
+    assert type(down) is (quantize.Bf16Linear if bf16 else torch.nn.Linear)
     info = m.info()
-    assert info.dtype.startswith(f"int8 ({len(int8)} of ") and "down_proj float32" in info.dtype
+    assert info.dtype.startswith(f"int8 ({len(int8)} of ")
+    assert ("down_proj bf16 products" if bf16 else "down_proj float32") in info.dtype, info.dtype
     assert info.int8_probe.startswith("int8 probe (") and "chosen: " in info.int8_probe
     assert _cos(m.encode(TEXTS, progress=False), ref).min() >= 0.99
 
