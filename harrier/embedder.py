@@ -333,7 +333,8 @@ class Embedder:
             parameters=self.model.num_parameters(),
             dtype=describe_dtype(self.model, str(self.dtype).removeprefix("torch.")),
             device=str(self.device), prefix_cache=self.prefix_cache_state(),
-            **({"int8_probe": int8_probe().summary()} if is_int8(self.model) else {}),
+            **({"int8_probe": int8_probe(self.model.backbone.compiled is not None).summary()}
+               if is_int8(self.model) else {}),
         )
 
     def prefix_cache_state(self) -> str:

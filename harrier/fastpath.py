@@ -39,6 +39,9 @@ PROBE_ROUNDS = 5  # each candidate timed once per round, interleaved; the best o
 # int_mm is taken unless a qlinear backend is this much faster: on the harrier-270m shape int_mm measured min cosine
 # 0.9946 against qlinear's 0.9887 on the same 200 texts (docs/cpu-modes.md); per layer on random data both equal
 INT_MM_MARGIN = 1.25
+# under compile=True int_mm is taken wherever it runs correctly: its quantise / rescale steps fuse into the compiled
+# layer, qlinear's do not (qlinear-fbgemm measured slower compiled than eager: EmbeddingGemma 12.6 s vs 10.0 s,
+# 270m shape 11.2 s vs 8.3 s on cpu_modes' 200 texts), so the probe's eager single-op timing misranks them there
 SATURATION_TOLERANCE = 0.02  # relative error above which a backend's products are broken (int16 saturation)
 _warned: set[str] = set()
 
@@ -71,6 +74,7 @@ class Int8Probe:
     fp32_seconds: float
     candidates: tuple[Candidate, ...] = field(default=())
     forced: bool = False
+    compiled: bool = False  # decided for compile=True (int_mm wherever it runs)
 
     def summary(self) -> str:
         """One line for ``info()`` / ``harrier info``."""
@@ -82,15 +86,19 @@ class Int8Probe:
                 bits = "" if c.weight_qmax == QMAX else f", 7-bit weights ({c.note})"
                 parts.append(f"{c.name} {self.fp32_seconds / c.seconds:.2f}x{bits}")
         chosen = "none" if self.backend is None else self.backend.name
-        how = "HARRIER_INT8_BACKEND" if self.forced else f"fastest; int_mm unless {INT_MM_MARGIN}x slower"
+        how = ("HARRIER_INT8_BACKEND" if self.forced else
+               "compiled: int_mm, whose quantise steps fuse" if self.compiled and self.backend.name == "int_mm" else
+               f"fastest; int_mm unless {INT_MM_MARGIN}x slower")
         return (f"int8 probe ({PROBE_SHAPE[0]}x{PROBE_SHAPE[1]}->{PROBE_SHAPE[2]} products vs float32): "
                 f"{'; '.join(parts)}; chosen: {chosen} ({how})")
 
 
-def choose(candidates: Sequence[Candidate], fp32_seconds: float, forced: str | None = None) -> Int8Probe:
+def choose(candidates: Sequence[Candidate], fp32_seconds: float, forced: str | None = None,
+           compiled: bool = False) -> Int8Probe:
     """The decision, from measured (or, in tests, simulated) figures: the fastest candidate that runs correctly,
     with ``int_mm`` kept unless another is ``INT_MM_MARGIN`` times faster (it was the more accurate in the model),
-    or ``forced`` (``HARRIER_INT8_BACKEND``) when that one runs."""
+    and always where it runs when ``compiled`` (see ``INT_MM_MARGIN``'s note); or ``forced``
+    (``HARRIER_INT8_BACKEND``) when that one runs."""
     usable = [c for c in candidates if c.weight_qmax is not None]
     if forced is not None:
         if forced not in BACKENDS:
@@ -100,13 +108,13 @@ def choose(candidates: Sequence[Candidate], fp32_seconds: float, forced: str | N
             note = next((c.note for c in candidates if c.name == forced), "not probed")
             raise ValueError(f"HARRIER_INT8_BACKEND={forced!r} cannot run on this CPU ({note})")
     if not usable:
-        return Int8Probe(None, 0.0, fp32_seconds, tuple(candidates), forced is not None)
+        return Int8Probe(None, 0.0, fp32_seconds, tuple(candidates), forced is not None, compiled)
     best = min(usable, key=lambda c: c.seconds)
     int_mm = next((c for c in usable if c.name == "int_mm"), None)
-    if int_mm is not None and int_mm.seconds <= best.seconds * INT_MM_MARGIN:
+    if int_mm is not None and (compiled or int_mm.seconds <= best.seconds * INT_MM_MARGIN):
         best = int_mm
     return Int8Probe(Int8Backend(best.name, best.weight_qmax), fp32_seconds / best.seconds, fp32_seconds,
-                     tuple(candidates), forced is not None)
+                     tuple(candidates), forced is not None, compiled)
 
 
 def _seconds(fn) -> float:
@@ -166,12 +174,18 @@ def measure_candidates() -> tuple[list[Candidate], float]:
 
 
 @cache
-def int8_probe() -> Int8Probe:
-    """Which int8 backend is fastest here and how it compares with float32: measured once per process (about
-    0.2 s). Flags alone mislead (AVX2 has int8 instructions, yet measured int8 products there slower than
-    float32). ``HARRIER_INT8_BACKEND=<name>`` takes that backend (still checked for saturation)."""
-    candidates, fp32 = measure_candidates()
-    probe = choose(candidates, fp32, os.environ.get("HARRIER_INT8_BACKEND") or None)
+def _measured() -> tuple[list[Candidate], float]:
+    return measure_candidates()
+
+
+@cache
+def int8_probe(compiled: bool = False) -> Int8Probe:
+    """Which int8 backend is fastest here (for a model run eagerly, or under ``compiled``) and how it compares
+    with float32: measured once per process (about 0.2 s). Flags alone mislead (AVX2 has int8 instructions, yet
+    measured int8 products there slower than float32). ``HARRIER_INT8_BACKEND=<name>`` takes that backend (still
+    checked for saturation)."""
+    candidates, fp32 = _measured()
+    probe = choose(candidates, fp32, os.environ.get("HARRIER_INT8_BACKEND") or None, compiled)
     log.info("%s", probe.summary())
     return probe
 
@@ -199,12 +213,12 @@ def apply_fast_modes(model: EmbeddingModel, device: torch.device, *, int8: bool 
         if device.type != "cpu":
             raise ValueError(f"dtype 'int8' runs on CPU only (int8 dot-product units); got device {device}. "
                              "Use bfloat16 on CUDA")
-        probe = int8_probe()
+        probe = int8_probe(compile)
         if probe.backend is None:
             raise ValueError(f"dtype 'int8' cannot run on this CPU: {probe.summary()}")
         if probe.speedup < 1.0:
             warn_once("int8-slow", f"int8 products are slower than float32 on this CPU (measured {probe.speedup:.2f}x"
-                                   f" with the fastest backend, {probe.backend.name}); {faster_mode()} is the faster "
+                                   f" with the chosen backend, {probe.backend.name}); {faster_mode()} is the faster "
                                    "choice here")
         batches = []
         if calibration_ids:

@@ -193,6 +193,10 @@ def test_probe_picks_the_fastest_correct_backend():
     slow = choose(_candidates(int_mm=0.03), fp32_seconds=0.01)  # AVX2-like: int8 slower than float32
     assert slow.backend.name == "int_mm" and slow.speedup == pytest.approx(1 / 3)
     assert choose(_candidates(), fp32_seconds=0.01).backend is None
+    compiled = choose(_candidates(**{"int_mm": 0.004, "qlinear-onednn": 0.002}), 0.01, compiled=True)
+    assert compiled.backend.name == "int_mm" and "chosen: int_mm (compiled: int_mm, whose quantise steps fuse)" \
+        in compiled.summary()  # its steps fuse under compile, qlinear's do not
+    assert choose(_candidates(**{"qlinear-onednn": 0.002}), 0.01, compiled=True).backend.name == "qlinear-onednn"
     forced = choose(_candidates(**{"int_mm": 0.004, "qlinear-onednn": 0.002}), 0.01, forced="int_mm")
     assert forced.backend.name == "int_mm" and "(HARRIER_INT8_BACKEND)" in forced.summary()
     with pytest.raises(ValueError, match="HARRIER_INT8_BACKEND='qlinear-fbgemm' cannot run on this CPU "
@@ -209,7 +213,7 @@ def test_auto_never_picks_int8(tiny_gemma3_dir):
 
 def test_explicit_slow_int8_warns_once(tiny_gemma3_dir, monkeypatch, caplog):
     slow = choose(_candidates(int_mm=0.03), fp32_seconds=0.01)
-    monkeypatch.setattr(fastpath, "int8_probe", lambda: slow)
+    monkeypatch.setattr(fastpath, "int8_probe", lambda compiled=False: slow)
     monkeypatch.setattr(fastpath, "_warned", set())
     monkeypatch.setattr(loading, "cpu_bf16_is_faster", lambda: False)
     with warnings.catch_warnings(record=True) as record:
@@ -217,12 +221,12 @@ def test_explicit_slow_int8_warns_once(tiny_gemma3_dir, monkeypatch, caplog):
         for _ in range(2):
             Embedder.from_pretrained(tiny_gemma3_dir, device="cpu", dtype="int8")
     assert [str(w.message) for w in record if w.category is RuntimeWarning] == [
-        "int8 products are slower than float32 on this CPU (measured 0.33x with the fastest backend, int_mm); "
+        "int8 products are slower than float32 on this CPU (measured 0.33x with the chosen backend, int_mm); "
         "float32 is the faster choice here"]
 
 
 def test_int8_without_a_working_backend_is_one_error(tiny_gemma3_dir, monkeypatch):
-    monkeypatch.setattr(fastpath, "int8_probe", lambda: choose(_candidates(), fp32_seconds=0.01))
+    monkeypatch.setattr(fastpath, "int8_probe", lambda compiled=False: choose(_candidates(), fp32_seconds=0.01))
     with pytest.raises(ValueError, match="dtype 'int8' cannot run on this CPU: int8 probe"):
         Embedder.from_pretrained(tiny_gemma3_dir, device="cpu", dtype="int8")
 
@@ -292,7 +296,8 @@ def test_each_backend_runs_the_model(name, tiny_gemma3_dir, monkeypatch):
     cands = _candidates_here()
     if cands[name].weight_qmax is None:
         pytest.skip(f"{name} is out on this CPU: {cands[name].note}")
-    monkeypatch.setattr(fastpath, "int8_probe", lambda: choose(list(cands.values()), 1.0, forced=name))
+    monkeypatch.setattr(fastpath, "int8_probe",
+                        lambda compiled=False: choose(list(cands.values()), 1.0, forced=name))
     ref = Embedder.from_pretrained(tiny_gemma3_dir, device="cpu", dtype="float32").encode(TEXTS, progress=False)
     m = Embedder.from_pretrained(tiny_gemma3_dir, device="cpu", dtype="int8")
     assert {x.backend.name for x in m.model.modules() if isinstance(x, Int8Linear)} == {name}
@@ -300,6 +305,27 @@ def test_each_backend_runs_the_model(name, tiny_gemma3_dir, monkeypatch):
 
 
 @pytest.mark.slow
+def test_compiled_int8_takes_the_compiled_choice(tiny_gemma3_dir, monkeypatch):
+    """A compiled int8 model asks the probe for compile=True, and info() reports that decision."""
+    asked = []
+
+    def probe(compiled=False):
+        asked.append(compiled)
+        return choose(_candidates(**{"int_mm": 0.004, "qlinear-onednn": 0.002}), 0.01, compiled=compiled)
+
+    monkeypatch.setattr(fastpath, "int8_probe", probe)
+    import harrier.embedder as embedder_module
+
+    monkeypatch.setattr(embedder_module, "int8_probe", probe)
+    eager = Embedder.from_pretrained(tiny_gemma3_dir, device="cpu", dtype="int8")
+    compiled = Embedder.from_pretrained(tiny_gemma3_dir, device="cpu", dtype="int8", compile=True)
+    assert {x.backend.name for x in eager.model.modules() if isinstance(x, Int8Linear)} == {"qlinear-onednn"}
+    assert {x.backend.name for x in compiled.model.modules() if isinstance(x, Int8Linear)} == {"int_mm"}
+    assert "chosen: int_mm (compiled" in compiled.info().int8_probe
+    assert "chosen: qlinear-onednn (fastest" in eager.info().int8_probe
+    assert asked[:2] == [False, True]
+
+
 def test_int8_compiled_equals_int8_eager(tiny_gemma3_dir):
     eager = Embedder.from_pretrained(tiny_gemma3_dir, device="cpu", dtype="int8")
     comp = Embedder.from_pretrained(tiny_gemma3_dir, device="cpu", dtype="int8", compile=True)
