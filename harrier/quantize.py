@@ -230,15 +230,35 @@ def quantize_decoder(decoder: nn.Module, *, keep_first: int | None = None,
                      keep_last: int = DEFAULT_KEEP_LAST, float_linears: tuple[str, ...] = FLOAT_LINEARS,
                      backend: Int8Backend = Int8Backend(),
                      calibration: Sequence[tuple[torch.Tensor, torch.Tensor, object]] = (),
-                     alpha: float = SMOOTH_ALPHA, bf16_floats: bool = False) -> int:
+                     alpha: float = SMOOTH_ALPHA, bf16_floats: bool = False, fuse: bool = True) -> int:
     """Replace the linear layers of the decoder layers but the first ``keep_first`` (default: see
     ``keep_first_for``) and the last ``keep_last``,
     except those named in ``float_linears``, with ``Int8Linear``, in place; with ``calibration`` batches (see
     ``calibrate``) each is smoothed first. ``bf16_floats``: the linear layers that stay float multiply in bf16
-    (``Bf16Linear``; for CPUs where bf16 products are the faster). Returns how many became int8. Inference only."""
+    (``Bf16Linear``; for CPUs where bf16 products are the faster). ``fuse``: q/k/v and gate/up, which share their
+    input, become one int8 projection each (``qkv_proj``, ``gate_up_proj``: the input is smoothed with one scale per
+    channel over the group's weights, SmoothQuant's rule, and quantised once). Returns how many of the model's
+    linear layers became int8. Inference only."""
     names, kept = _linear_names(decoder, keep_first_for(len(decoder.layers), keep_first), keep_last, float_linears)
     amax = calibrate(decoder, calibration, names) if calibration else {}
-    for name in names + (kept if bf16_floats else []):
+    done: set[str] = set()
+    if fuse:
+        for parent_name, (fused_attr, parts) in _fusable(decoder, names):
+            parent = decoder.get_submodule(parent_name)
+            linears = [getattr(parent, p) for p in parts]
+            fused = nn.Linear(linears[0].in_features, sum(x.out_features for x in linears),
+                              bias=linears[0].bias is not None)
+            with torch.no_grad():
+                fused.weight.copy_(torch.cat([x.weight.float() for x in linears]))
+                if fused.bias is not None:
+                    fused.bias.copy_(torch.cat([x.bias.float() for x in linears]))
+            first = f"{parent_name}.{parts[0]}"  # the parts share their input, so their calibrated amax too
+            smooth = smoothing_scales(amax[first], fused.weight, alpha) if first in amax else None
+            setattr(parent, fused_attr, Int8Linear(fused, smooth_K=smooth, backend=backend))
+            for p in parts:
+                delattr(parent, p)
+                done.add(f"{parent_name}.{p}")
+    for name in [n for n in names if n not in done] + (kept if bf16_floats else []):
         parent_name, _, attr = name.rpartition(".")
         parent = decoder.get_submodule(parent_name)
         linear = getattr(parent, attr)
@@ -248,6 +268,20 @@ def quantize_decoder(decoder: nn.Module, *, keep_first: int | None = None,
         smooth = smoothing_scales(amax[name], linear.weight, alpha) if name in amax else None
         setattr(parent, attr, Int8Linear(linear, smooth_K=smooth, backend=backend))
     return len(names)
+
+
+FUSED = {"self_attn": ("qkv_proj", ("q_proj", "k_proj", "v_proj")), "mlp": ("gate_up_proj", ("gate_proj", "up_proj"))}
+
+
+def _fusable(decoder: nn.Module, names: Sequence[str]):
+    """(parent name, (fused attribute, part names)) for every projection group whose parts all become int8."""
+    wanted = set(names)
+    for i in range(len(decoder.layers)):
+        for part, (fused_attr, parts) in FUSED.items():
+            parent_name = f"layers.{i}.{part}"
+            if all(f"{parent_name}.{p}" in wanted for p in parts) and \
+                    hasattr(decoder.get_submodule(parent_name), fused_attr):
+                yield parent_name, (fused_attr, parts)
 
 
 def is_int8(model: nn.Module) -> bool:

@@ -143,11 +143,43 @@ def test_first_layers_stay_float():
     from harrier.models.decoder import Decoder
 
     base = Decoder(decoder_config(_four_layer_config()))
-    n = quantize.quantize_decoder(base, keep_first=None)
+    n = quantize.quantize_decoder(base, keep_first=None, fuse=False)
     kinds = [[type(m).__name__ for m in (layer.self_attn.q_proj, layer.mlp.up_proj, layer.mlp.down_proj)]
              for layer in base.layers]
     assert kinds == [["Linear", "Linear", "Linear"]] + [["Int8Linear", "Int8Linear", "Linear"]] * 3
     assert n == 3 * 6
+
+
+@torch.no_grad()
+def test_fused_projections_equal_the_separate_ones():
+    """q/k/v and gate/up fused into one int8 projection each: without smoothing the same int8 math as three / two
+    separate ones (one per-token scale of the shared input, per-channel weight scales), so equal to rounding;
+    with smoothing (one scale per input channel over the group, SmoothQuant's rule) still close to float."""
+    from harrier.models.config import decoder_config
+    from harrier.models.decoder import Decoder
+    from harrier.packing import pack
+
+    torch.manual_seed(0)
+    float_model = Decoder(decoder_config(_four_layer_config())).eval()
+    for p in float_model.parameters():
+        p.normal_(0, 0.2)
+    batch = pack([[1, 5, 9, 13, 17], [2, 4, 6], [3, 30, 60, 90]], device="cpu")
+    args = (batch.input_ids_T, batch.position_ids_T, batch.groups)
+    calib = [args]
+    want = float_model(*args)
+    out = {}
+    for fuse in (False, True):
+        for smooth in (False, True):
+            m = Decoder(decoder_config(_four_layer_config())).eval()
+            m.load_state_dict(float_model.state_dict())
+            quantize.quantize_decoder(m, keep_first=0, fuse=fuse, calibration=calib if smooth else ())
+            out[fuse, smooth] = m(*args)
+            layer = m.layers[1]
+            assert (layer.self_attn.qkv_proj is not None) == fuse and (layer.mlp.gate_up_proj is not None) == fuse
+            assert hasattr(layer.self_attn, "q_proj") != fuse and hasattr(layer.mlp, "gate_proj") != fuse
+    torch.testing.assert_close(out[True, False], out[False, False], rtol=1e-5, atol=1e-5)
+    for key, got in out.items():
+        assert torch.nn.functional.cosine_similarity(got, want, dim=-1).min() > 0.99, key
 
 
 def _four_layer_config() -> dict:

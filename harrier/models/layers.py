@@ -130,13 +130,21 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(cfg.num_heads * e, d, bias=b)
         self.q_norm = RMSNorm(e, cfg.rms_norm_eps, cfg.norm_offset)
         self.k_norm = RMSNorm(e, cfg.rms_norm_eps, cfg.norm_offset)
+        # one projection for q, k and v together ([H*E + 2*K*E] outputs), set by int8 quantisation (quantize.py)
+        # so the shared input is quantised once; float models keep the three (transformers' layout, bit parity)
+        self.register_module("qkv_proj", None)
 
     def qkv(self, x_TD: torch.Tensor, cos_sin) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Per-token part before attention: projections, q/k norms, rope. Returns q [T, H, E], k and v [T, K, E]."""
         cfg, t = self.cfg, x_TD.shape[0]
-        q = self.q_norm(self.q_proj(x_TD).view(t, cfg.num_heads, cfg.head_dim))
-        k = self.k_norm(self.k_proj(x_TD).view(t, cfg.num_kv_heads, cfg.head_dim))
-        v = self.v_proj(x_TD).view(t, cfg.num_kv_heads, cfg.head_dim)
+        if self.qkv_proj is not None:
+            nq, nkv = cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim
+            q_TN, k_TN, v_TN = self.qkv_proj(x_TD).split((nq, nkv, nkv), dim=-1)
+        else:
+            q_TN, k_TN, v_TN = self.q_proj(x_TD), self.k_proj(x_TD), self.v_proj(x_TD)
+        q = self.q_norm(q_TN.reshape(t, cfg.num_heads, cfg.head_dim))
+        k = self.k_norm(k_TN.reshape(t, cfg.num_kv_heads, cfg.head_dim))
+        v = v_TN.reshape(t, cfg.num_kv_heads, cfg.head_dim)
         cos, sin = cos_sin
         return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
 
@@ -163,8 +171,12 @@ class MLP(nn.Module):
         self.up_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
         self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
         self.tanh = cfg.activation == "gelu_tanh"
+        self.register_module("gate_up_proj", None)  # gate and up in one projection (int8 only, as qkv_proj)
 
     def forward(self, x_TD: torch.Tensor) -> torch.Tensor:
-        gate = self.gate_proj(x_TD)
+        if self.gate_up_proj is not None:
+            gate, up = self.gate_up_proj(x_TD).chunk(2, dim=-1)
+        else:
+            gate, up = self.gate_proj(x_TD), None
         gate = F.gelu(gate, approximate="tanh") if self.tanh else F.silu(gate)
-        return self.down_proj(gate * self.up_proj(x_TD))
+        return self.down_proj(gate * (self.up_proj(x_TD) if up is None else up))
