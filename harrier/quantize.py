@@ -16,6 +16,9 @@ column k by it, which leaves the product unchanged in exact arithmetic and moves
 massive activations have their own per-token scales and would only inflate ``s``). Measured (docs/cpu-modes.md):
 min cosine 0.985 -> 0.997 on the harrier-270m shape.
 
+q/k/v and gate/up, which share their input, are fused into one int8 projection each (``Attention.qkv_proj``,
+``MLP.gate_up_proj``): one smoothing, one quantisation and one product per shared input.
+
 Backends (``Int8Backend``), picked per process by a timed probe in ``fastpath.py``:
 - ``int_mm``: ``torch._int_mm`` (oneDNN: AVX512-VNNI / AMX-INT8 s8s8 products);
 - ``qlinear-onednn`` / ``qlinear-fbgemm``: ``quantized::linear_dynamic`` with per-channel prepacked weights under
