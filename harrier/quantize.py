@@ -307,7 +307,7 @@ def describe_dtype(model: nn.Module, dtype: str) -> str:
         parts = [f"{'/'.join(q)} int8"] if q else []
         parts += [f"{'/'.join(f)} {dtype}"] if f else []
         parts += [f"{'/'.join(h)} bf16 products"] if h else []
-        desc = ", ".join(parts) if q else (f"all {dtype}" if not h else ", ".join(parts))
+        desc = ", ".join(parts) if q or h else f"all {dtype}"
         if runs and runs[-1][2] == desc:
             runs[-1] = (runs[-1][0], i, desc)
         else:
