@@ -146,6 +146,11 @@ def test_dtypes_and_modes(tiny_gemma3_dir):
     cos = cosines(int8_on.encode(TEXTS, prompt_name="web_search_query"),
                   int8_off.encode(TEXTS, prompt_name="web_search_query"))
     assert cos.min() >= 0.9999, cos.min()
+    # fused q/k/v: the cached keys/values own their memory (a view would keep the whole projection output alive,
+    # uncounted by the store, and a strided input makes the compiled prefix graph compile again)
+    kv = [t for entry in int8_on.prefix_cache._entries.values() for pair in entry.kv for t in pair]
+    assert kv and int8_on.model.backbone.layers[-1].self_attn.qkv_proj is not None
+    assert all(t.is_contiguous() and t.untyped_storage().nbytes() == t.numel() * t.element_size() for t in kv)
 
 
 @pytest.mark.slow

@@ -158,8 +158,8 @@ class Attention(nn.Module):
         """``prefix``: cached keys/values the sequences continue; ``sink``: a list that receives this layer's
         (k [T, K, E], v [T, K, E]), which is how a prefix's keys and values are captured."""
         q, k, v = self.qkv(x_TD, cos_sin)
-        if sink is not None:
-            sink.append((k, v))
+        if sink is not None:  # own copies: with fused q/k/v, v is a view that would keep the whole [T, q+k+v] output
+            sink.append((k.contiguous(), v.contiguous()))
         o = self.attend(q, k, v, groups, prefix)
         return self.o_proj(o.reshape(x_TD.shape[0], -1))
 
