@@ -41,6 +41,51 @@ def test_compiled_equals_eager(fixture, dtype, min_cos, request):
     assert _cos(out, eager).min() >= min_cos
 
 
+_CROSS_PROCESS = """
+import sys, json, numpy as np, torch
+from torch._dynamo.utils import counters
+from harrier import Embedder
+texts = json.loads(sys.argv[2])
+eager = Embedder.from_pretrained(sys.argv[1], device="cpu", dtype="float32").encode(texts, progress=False)
+fast = Embedder.from_pretrained(sys.argv[1], device="cpu", dtype="float32", compile=True)
+out = fast.encode(texts, progress=False)
+cos = (out * eager).sum(1)
+print(json.dumps({"finite": bool(np.isfinite(out).all()), "min_cos": float(np.nan_to_num(cos, nan=-1).min()),
+                  "hits": counters["inductor"]["fxgraph_cache_hit"]}))
+"""
+
+
+@pytest.mark.slow
+def test_a_compile_cache_from_another_cpu_code_path_is_not_reused(tiny_embeddinggemma_dir, tmp_path):
+    """Inductor's FX graph cache key does not name the vector ISA its kernels were made for: a process on another
+    code path (``ATEN_CPU_CAPABILITY`` lower than the machine's, or a cache directory shared by several CPU kinds)
+    loaded them and returned NaN rows (40 of 40 measured). ``compiled.IsaTag`` puts the code path in our key; a
+    second process on the same path still hits the cache."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    native = torch.backends.cpu.get_cpu_capability()
+    other = "avx2" if native.startswith("AVX512") else "default"
+    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor"), "OMP_NUM_THREADS": "2"}
+    env.pop("ATEN_CPU_CAPABILITY", None)
+
+    def run(capability: str | None) -> dict:
+        e = env if capability is None else {**env, "ATEN_CPU_CAPABILITY": capability}
+        done = subprocess.run([sys.executable, "-c", _CROSS_PROCESS, str(tiny_embeddinggemma_dir),
+                               json.dumps(TEXTS * 3)], env=e, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    first = run(None)  # fills the cache for this machine's code path
+    assert first["finite"] and first["min_cos"] >= 0.99999, first
+    for attempt in ("miss", "hit"):  # the other path compiles its own kernels, then finds them
+        got = run(other)
+        assert got["finite"] and got["min_cos"] >= 0.99999, (other, attempt, got)
+        assert (got["hits"] > 0) == (attempt == "hit"), (other, attempt, got)
+
+
 def test_no_compiler_falls_back_with_one_warning(tiny_gemma3_dir, monkeypatch):
     monkeypatch.setattr(compiled, "cxx_compiler", lambda: None)
     eager = Embedder.from_pretrained(tiny_gemma3_dir, device="cpu").encode(TEXTS, progress=False)

@@ -10,7 +10,11 @@ weights are graph inputs), so compile cost is one layer per layer kind, not per 
 any length reuse it (``dynamic=True``).
 
 Compiled graphs are cached on disk by inductor's FX graph cache (``TORCHINDUCTOR_CACHE_DIR``, default
-``/tmp/torchinductor_<user>``), so a second process pays a fraction of the first compile.
+``/tmp/torchinductor_<user>``), so a second process pays a fraction of the first compile. That cache's key does
+not name the vector instructions the kernels were generated for (torch 2.13): a process whose CPU code path
+differs (``ATEN_CPU_CAPABILITY=avx2`` on an AVX-512 machine, or one cache directory shared by machines of several
+CPU kinds) loaded the other kind's kernels and returned NaN or unrelated vectors (measured: 40 of 40 rows NaN).
+``IsaTag`` adds the code path to the key of our graphs.
 
 Where inductor cannot run (no C++ compiler, or a compile that fails), the model runs eagerly after one warning.
 Numerics: fused kernels round differently from eager ones, so compiled output equals eager to float rounding
@@ -31,6 +35,7 @@ import warnings
 
 import torch
 from torch import nn
+from torch._inductor.custom_graph_pass import CustomGraphPass
 
 from harrier.models.layers import varlen_attention
 from harrier.packing import LayerPrefix, SeqGroups
@@ -107,6 +112,25 @@ def cxx_compiler() -> str | None:
     return None
 
 
+class IsaTag(CustomGraphPass):
+    """A post-grad pass that changes nothing and whose ``uuid`` (part of inductor's FX graph cache key) names the
+    CPU code this process generates: inductor's vector ISA and ATen's CPU capability. A pass the user configured
+    still runs, and its uuid stays in the key."""
+
+    def __init__(self, inner: CustomGraphPass | None = None) -> None:
+        from torch._inductor.cpu_vec_isa import pick_vec_isa
+
+        self.inner = inner
+        self.tag = f"harrier-cpu-code:{pick_vec_isa()}:{torch.backends.cpu.get_cpu_capability()}"
+
+    def __call__(self, graph) -> None:
+        if self.inner is not None:
+            self.inner(graph)
+
+    def uuid(self) -> str:
+        return self.tag if self.inner is None else f"{self.tag}+{self.inner.uuid()}"
+
+
 class CompiledLayers:
     """``layer_step`` compiled once for every layer of a model; runs it eagerly, after one warning, where inductor
     is unavailable or a compile fails. ``compile_seconds`` adds up the first calls of each graph (compile + run)."""
@@ -123,8 +147,11 @@ class CompiledLayers:
             # layer kind and int8 or not); dynamo's default of 8 entries runs the 9th eagerly, e.g. in a benchmark
             # or an evaluation that loads several models.
             torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
-            self.fn = torch.compile(layer_step, dynamic=True, backend="inductor")
-            self.fn_prefixed = torch.compile(layer_step_prefixed, dynamic=True, backend="inductor")
+            user_pass = torch._inductor.config.post_grad_custom_post_pass
+            options = {"post_grad_custom_post_pass": IsaTag(user_pass if isinstance(user_pass, CustomGraphPass)
+                                                            else None)}
+            self.fn = torch.compile(layer_step, dynamic=True, backend="inductor", options=options)
+            self.fn_prefixed = torch.compile(layer_step_prefixed, dynamic=True, backend="inductor", options=options)
 
     def _fall_back(self, reason: str) -> None:
         warnings.warn(f"compile: {reason}; running the model uncompiled (eager)", RuntimeWarning, stacklevel=3)
