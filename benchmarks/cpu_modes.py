@@ -184,7 +184,17 @@ def main() -> None:
                     help="avx2: cap oneDNN, fbgemm and ATen kernels at AVX2 (re-executes with their variables set)")
     ap.add_argument("--peer-timeout", type=int, default=1800)
     ap.add_argument("--workdir", type=Path, default=None, help="keeps the peers' exported models between runs")
+    ap.add_argument("--modes", default=",".join(m for m, _, _ in HARRIER_MODES),
+                    help="harrier rows to run, comma-separated (fp32 always runs: the ratios' reference)")
+    ap.add_argument("--no-peers", action="store_true",
+                    help="skip sentence-transformers bf16, ONNX Runtime and llama.cpp (ST fp32 stays: the cosines' "
+                         "reference)")
     args = ap.parse_args()
+    known = [m for m, _, _ in HARRIER_MODES]
+    wanted = {m.strip() for m in args.modes.split(",") if m.strip()} | {"fp32"}
+    if wanted - set(known):
+        ap.error(f"--modes: unknown {', '.join(sorted(wanted - set(known)))}; modes: {', '.join(known)}")
+    modes = [m for m in HARRIER_MODES if m[0] in wanted]
     if args.isa == "avx2" and os.environ.get("ONEDNN_MAX_CPU_ISA") != "AVX2":
         env = {**os.environ, **AVX2_ENV}
         os.execve(sys.executable, [sys.executable, *sys.argv], env)
@@ -215,7 +225,7 @@ def main() -> None:
     print(f"{len(texts)} texts, {n_tokens} tokens (mean {n_tokens / len(texts):.1f}), prompt {args.prompt_name}")
     table = Table()
 
-    for mode, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+    for mode, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))[:1 if args.no_peers else 2]:
         st = SentenceTransformer(args.model, device="cpu", model_kwargs={"dtype": dtype})
 
         def st_fn(x, st=st):
@@ -223,7 +233,7 @@ def main() -> None:
         table.row("sentence-transformers", mode, n_tokens, timed(st_fn, texts))
         del st
 
-    for mode, dtype, compile_ in HARRIER_MODES:
+    for mode, dtype, compile_ in modes:
         m = Embedder.from_pretrained(args.model, device="cpu", dtype=dtype, compile=compile_)
         if dtype == "int8" and not compile_:
             print(f"{m.info().int8_probe}\n", flush=True)
@@ -238,7 +248,7 @@ def main() -> None:
     spec = {"texts": texts, "model": args.model, "prompt_name": args.prompt_name, "batch_size": args.st_batch_size,
             "threads": torch.get_num_threads(), "gguf": args.gguf, "repeat": args.repeat}
     for name, python in (("onnx-int8", args.onnx_python), ("openvino-int8", args.openvino_python)):
-        if python:
+        if python and not args.no_peers:
             table.row(name, "int8", n_tokens, peer_row(name, python, spec, work, args.peer_timeout))
 
     if not Path(args.gguf).is_file():
@@ -246,14 +256,14 @@ def main() -> None:
         return
     # the harrier-270m shape: Gemma-3-270M (causal, last-token pooling), from the same GGUF file for both
     g_tokens = sum(len(x) for x in Embedder.from_pretrained(args.gguf, device="cpu").tokenize(texts))
-    for mode, dtype, compile_ in HARRIER_MODES:
+    for mode, dtype, compile_ in modes:
         m = Embedder.from_pretrained(args.gguf, device="cpu", dtype=dtype, compile=compile_)
 
         def fn(x, m=m):
             return m.encode(x, progress=False)
         table.row("harrier 270m-gguf", f"{mode}{auto_says(m, dtype)}", g_tokens, timed(fn, texts), group="gguf")
         del m
-    for name, mode in (("llama.cpp-q8_0", "q8_0"), ("llama.cpp", "q4_k_m")):
+    for name, mode in (("llama.cpp-q8_0", "q8_0"), ("llama.cpp", "q4_k_m"))[:0 if args.no_peers else 2]:
         table.row("llama.cpp 270m-gguf", mode, g_tokens, peer_row(name, args.llama_python, spec, work,
                                                                   args.peer_timeout), group="gguf")
 

@@ -261,6 +261,9 @@ def quantize_decoder(decoder: nn.Module, *, keep_first: int | None = None,
             for p in parts:
                 delattr(parent, p)
                 done.add(f"{parent_name}.{p}")
+    if bf16_floats:  # attention itself too (q/k/v cast after rope; its output back to float32 before o_proj)
+        for layer in decoder.layers:
+            layer.self_attn.attn_dtype = torch.bfloat16
     for name in [n for n in names if n not in done] + (kept if bf16_floats else []):
         parent_name, _, attr = name.rpartition(".")
         parent = decoder.get_submodule(parent_name)
@@ -315,6 +318,8 @@ def describe_dtype(model: nn.Module, dtype: str) -> str:
     per_layer = "; ".join(f"layer{'s' if a != b else ''} {a}{f'-{b}' if a != b else ''}: {d}" for a, b, d in runs)
     b = int8[0].backend
     smoothed = "smoothed, " if int8[0].inv_smooth_K is not None else ""
+    attn = {getattr(layer.self_attn, "attn_dtype", None) for layer in layers if hasattr(layer, "self_attn")}
+    attention = "attention in bf16 (softmax in fp32); " if attn == {torch.bfloat16} else "attention, "
     return (f"int8 ({len(int8)} of {len(int8) + other} linear layers: int8 weights per channel x int8 activations "
-            f"per token, {smoothed}backend {b.name}, weights |q| <= {b.weight_qmax}; {per_layer}; attention, norms, "
+            f"per token, {smoothed}backend {b.name}, weights |q| <= {b.weight_qmax}; {per_layer}; {attention}norms, "
             f"embeddings and heads in {dtype})")

@@ -363,8 +363,15 @@ def test_int8_within_tolerance(fixture, bf16, request, monkeypatch):
     info = m.info()
     assert info.dtype.startswith(f"int8 ({len(int8)} of ")
     assert ("down_proj bf16 products" if bf16 else "down_proj float32") in info.dtype, info.dtype
+    # attention itself in bf16 too where bf16 is the faster; its output back in float32 for o_proj and the residual
+    assert {x.self_attn.attn_dtype for x in m.model.backbone.layers} == {torch.bfloat16 if bf16 else None}
+    assert ("attention in bf16" in info.dtype) == bf16, info.dtype
+    layer, seen = m.model.backbone.layers[-1], {}
+    layer.self_attn.o_proj.register_forward_pre_hook(lambda mod, args: seen.update(o_in=args[0].dtype))
+    layer.register_forward_hook(lambda mod, args, out: seen.update(out=out.dtype))
     assert info.int8_probe.startswith("int8 probe (") and "chosen: " in info.int8_probe
     assert _cos(m.encode(TEXTS, progress=False), ref).min() >= 0.99
+    assert seen == {"o_in": torch.float32, "out": torch.float32}, seen
 
 
 @pytest.mark.parametrize("name", quantize.BACKENDS)

@@ -91,7 +91,7 @@ def layer_step(layer: nn.Module, x_TD: torch.Tensor, cos: torch.Tensor, sin: tor
     attn = layer.self_attn
     q, k, v = attn.qkv(layer.input_layernorm(x_TD), (cos, sin))
     o = torch.ops.harrier.varlen_attention(q, k, v, runs_3R, attn.cfg.causal, attn.window or 0, attn.cfg.attn_scale)
-    return layer.finish(x_TD, attn.o_proj(o.reshape(x_TD.shape[0], -1)))
+    return layer.finish(x_TD, attn.out(o, x_TD.dtype))
 
 
 def layer_step_prefixed(layer: nn.Module, x_TD: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
@@ -101,7 +101,7 @@ def layer_step_prefixed(layer: nn.Module, x_TD: torch.Tensor, cos: torch.Tensor,
     q, k, v = attn.qkv(layer.input_layernorm(x_TD), (cos, sin))
     o = torch.ops.harrier.varlen_attention_prefixed(q, k, v, runs_5R, k_PKE, v_PKE, attn.cfg.causal, attn.window or 0,
                                                     attn.cfg.attn_scale)
-    return layer.finish(x_TD, attn.o_proj(o.reshape(x_TD.shape[0], -1)))
+    return layer.finish(x_TD, attn.out(o, x_TD.dtype))
 
 
 def cxx_compiler() -> str | None:

@@ -133,6 +133,9 @@ class Attention(nn.Module):
         # one projection for q, k and v together ([H*E + 2*K*E] outputs), set by int8 quantisation (quantize.py)
         # so the shared input is quantised once; float models keep the three (transformers' layout, bit parity)
         self.register_module("qkv_proj", None)
+        # the dtype q/k/v are cast to for attention itself (scores, softmax, weighted values); None: the model's.
+        # Set by int8 quantisation where bf16 products are the faster (quantize.py); its output is cast back
+        self.attn_dtype: torch.dtype | None = None
 
     def qkv(self, x_TD: torch.Tensor, cos_sin) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Per-token part before attention: projections, q/k norms, rope. Returns q [T, H, E], k and v [T, K, E]."""
@@ -146,7 +149,14 @@ class Attention(nn.Module):
         k = self.k_norm(k_TN.reshape(t, cfg.num_kv_heads, cfg.head_dim))
         v = v_TN.reshape(t, cfg.num_kv_heads, cfg.head_dim)
         cos, sin = cos_sin
-        return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if self.attn_dtype is not None:
+            return q.to(self.attn_dtype), k.to(self.attn_dtype), v.to(self.attn_dtype)
+        return q, k, v
+
+    def out(self, o_THE: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """The output projection of attention's [T, H, E] result, back in the layer's ``dtype``: [T, D]."""
+        return self.o_proj(o_THE.reshape(o_THE.shape[0], -1).to(dtype))
 
     def attend(self, q_THE, k_TKE, v_TKE, groups: SeqGroups, prefix: LayerPrefix | None = None) -> torch.Tensor:
         cfg = self.cfg
@@ -161,7 +171,7 @@ class Attention(nn.Module):
         if sink is not None:  # own copies: with fused q/k/v, v is a view that would keep the whole [T, q+k+v] output
             sink.append((k.contiguous(), v.contiguous()))
         o = self.attend(q, k, v, groups, prefix)
-        return self.o_proj(o.reshape(x_TD.shape[0], -1))
+        return self.out(o, x_TD.dtype)
 
 
 class MLP(nn.Module):

@@ -49,9 +49,10 @@ def layer_forward_chunked(layer: nn.Module, x_TD: torch.Tensor, cos_sin, groups:
     attn, t = layer.self_attn, x_TD.shape[0]
     cfg = attn.cfg
     cos, sin = cos_sin
-    q = x_TD.new_empty(t, cfg.num_heads, cfg.head_dim)
-    k = x_TD.new_empty(t, cfg.num_kv_heads, cfg.head_dim)
-    v = x_TD.new_empty(t, cfg.num_kv_heads, cfg.head_dim)
+    dtype = attn.attn_dtype or x_TD.dtype
+    q = x_TD.new_empty(t, cfg.num_heads, cfg.head_dim, dtype=dtype)
+    k = x_TD.new_empty(t, cfg.num_kv_heads, cfg.head_dim, dtype=dtype)
+    v = x_TD.new_empty(t, cfg.num_kv_heads, cfg.head_dim, dtype=dtype)
     for c in _chunks(t):
         q[c], k[c], v[c] = attn.qkv(layer.input_layernorm(x_TD[c]), (cos[c], sin[c]))
     if sink is not None:
@@ -59,7 +60,7 @@ def layer_forward_chunked(layer: nn.Module, x_TD: torch.Tensor, cos_sin, groups:
     o = attn.attend(q, k, v, groups, prefix)
     del q, k, v
     for c in _chunks(t):
-        x_TD[c] = layer.finish(x_TD[c], attn.o_proj(o[c].reshape(c.stop - c.start, -1)))
+        x_TD[c] = layer.finish(x_TD[c], attn.out(o[c], x_TD.dtype))
     return x_TD
 
 

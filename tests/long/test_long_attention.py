@@ -156,3 +156,24 @@ def test_peak_memory_grows_linearly_with_length():
     assert full < 2.6 * half, peaks
     assert full < 200, peaks  # MiB; q, k, v, attention output and residual stream at 32k are ~50 MiB
     assert full < plain_half, peaks  # measured 94 vs 275 MiB
+
+
+@pytest.mark.parametrize("bf16", [False, True], ids=["attention-fp32", "attention-bf16"])
+def test_long_path_of_an_int8_model_equals_its_ordinary_path(tiny_gemma3_dir, bf16, monkeypatch):
+    """The chunked path allocates q/k/v in attention's dtype (bf16 in an int8 model where bf16 is the faster) and
+    casts attention's output back before o_proj, as the ordinary path does."""
+    from harrier import loading
+
+    monkeypatch.setattr(loading, "cpu_bf16_is_faster", lambda: bf16)
+    m = Embedder.from_pretrained(tiny_gemma3_dir, device="cpu", dtype="int8", prefix_cache=False)
+    assert {x.self_attn.attn_dtype for x in m.model.backbone.layers} == {torch.bfloat16 if bf16 else None}
+    texts = [" ".join(tiny.TRAIN_TEXT[:10] * 3), "short text", " ".join(tiny.TRAIN_TEXT[3:12] * 2)]
+    plain = m.encode(texts, prompt_name="web_search_query", batch_tokens=100_000)
+    monkeypatch.setattr(long, "LONG_TOKENS", 600)
+    monkeypatch.setattr(long, "TOKEN_CHUNK", 257)
+    calls = []
+    monkeypatch.setattr(long, "layer_forward_chunked", _spy(long.layer_forward_chunked, calls))
+    chunked = m.encode(texts, prompt_name="web_search_query", batch_tokens=100_000)
+    assert calls
+    cos = (plain * chunked).sum(1) / np.linalg.norm(plain, axis=1) / np.linalg.norm(chunked, axis=1)
+    assert cos.min() >= 0.9999, cos
