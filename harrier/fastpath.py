@@ -39,9 +39,13 @@ PROBE_ROUNDS = 5  # each candidate timed once per round, interleaved; the best o
 # int_mm is taken unless a qlinear backend is this much faster: on the harrier-270m shape int_mm measured min cosine
 # 0.9946 against qlinear's 0.9887 on the same 200 texts (docs/cpu-modes.md); per layer on random data both equal
 INT_MM_MARGIN = 1.25
-# under compile=True int_mm is taken wherever it runs correctly: its quantise / rescale steps fuse into the compiled
-# layer, qlinear's do not (qlinear-fbgemm measured slower compiled than eager: EmbeddingGemma 12.6 s vs 10.0 s,
-# 270m shape 11.2 s vs 8.3 s on cpu_modes' 200 texts), so the probe's eager single-op timing misranks them there
+# under compile=True int_mm is taken unless another backend is COMPILED_MARGIN times faster or int_mm is slower than
+# float32: its quantise / rescale steps fuse into the compiled layer, qlinear's do not (qlinear-fbgemm measured
+# slower compiled than eager: EmbeddingGemma 12.6 s vs 10.0 s, 270m shape 11.2 s vs 8.3 s on cpu_modes' 200 texts),
+# so the probe's eager single-op timing misranks them there by up to 1.3x (Zen 4: int_mm 2.58x, qlinear 3.38x
+# float32, and int_mm the faster model). An int_mm far slower than the rest (a real AVX2 Zen 2: 0.03x float32)
+# is never worth that fusion.
+COMPILED_MARGIN = 2.0
 SATURATION_TOLERANCE = 0.02  # relative error above which a backend's products are broken (int16 saturation)
 _warned: set[str] = set()
 
@@ -88,6 +92,7 @@ class Int8Probe:
         chosen = "none" if self.backend is None else self.backend.name
         how = ("HARRIER_INT8_BACKEND" if self.forced else
                "compiled: int_mm, whose quantise steps fuse" if self.compiled and self.backend.name == "int_mm" else
+               f"fastest; int_mm unless {COMPILED_MARGIN}x slower or slower than float32" if self.compiled else
                f"fastest; int_mm unless {INT_MM_MARGIN}x slower")
         return (f"int8 probe ({PROBE_SHAPE[0]}x{PROBE_SHAPE[1]}->{PROBE_SHAPE[2]} products vs float32): "
                 f"{'; '.join(parts)}; chosen: {chosen} ({how})")
@@ -97,7 +102,7 @@ def choose(candidates: Sequence[Candidate], fp32_seconds: float, forced: str | N
            compiled: bool = False) -> Int8Probe:
     """The decision, from measured (or, in tests, simulated) figures: the fastest candidate that runs correctly,
     with ``int_mm`` kept unless another is ``INT_MM_MARGIN`` times faster (it was the more accurate in the model),
-    and always where it runs when ``compiled`` (see ``INT_MM_MARGIN``'s note); or ``forced``
+    ``COMPILED_MARGIN`` times when ``compiled`` as long as int_mm beats float32 (see its note); or ``forced``
     (``HARRIER_INT8_BACKEND``) when that one runs."""
     usable = [c for c in candidates if c.weight_qmax is not None]
     if forced is not None:
@@ -111,7 +116,9 @@ def choose(candidates: Sequence[Candidate], fp32_seconds: float, forced: str | N
         return Int8Probe(None, 0.0, fp32_seconds, tuple(candidates), forced is not None, compiled)
     best = min(usable, key=lambda c: c.seconds)
     int_mm = next((c for c in usable if c.name == "int_mm"), None)
-    if int_mm is not None and (compiled or int_mm.seconds <= best.seconds * INT_MM_MARGIN):
+    margin = COMPILED_MARGIN if compiled else INT_MM_MARGIN
+    if int_mm is not None and int_mm.seconds <= best.seconds * margin and \
+            (not compiled or int_mm.seconds <= fp32_seconds):
         best = int_mm
     return Int8Probe(Int8Backend(best.name, best.weight_qmax), fp32_seconds / best.seconds, fp32_seconds,
                      tuple(candidates), forced is not None, compiled)

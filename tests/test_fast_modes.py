@@ -274,6 +274,12 @@ def test_probe_picks_the_fastest_correct_backend():
     assert compiled.backend.name == "int_mm" and "chosen: int_mm (compiled: int_mm, whose quantise steps fuse)" \
         in compiled.summary()  # its steps fuse under compile, qlinear's do not
     assert choose(_candidates(**{"qlinear-onednn": 0.002}), 0.01, compiled=True).backend.name == "qlinear-onednn"
+    # compiled, int_mm far behind the others (real Zen 2: 0.03x float32) or behind float32: the fastest instead
+    far = choose(_candidates(**{"int_mm": 0.3, "qlinear-fbgemm": 0.006}), 0.01, compiled=True)
+    assert far.backend.name == "qlinear-fbgemm" and "int_mm unless 2.0x slower or slower than float32" in far.summary()
+    behind = choose(_candidates(**{"int_mm": 0.011, "qlinear-fbgemm": 0.009}), 0.01, compiled=True)
+    assert behind.backend.name == "qlinear-fbgemm"
+    assert choose(_candidates(**{"int_mm": 0.011}), 0.01, compiled=True).backend.name == "int_mm"  # the only one
     forced = choose(_candidates(**{"int_mm": 0.004, "qlinear-onednn": 0.002}), 0.01, forced="int_mm")
     assert forced.backend.name == "int_mm" and "(HARRIER_INT8_BACKEND)" in forced.summary()
     with pytest.raises(ValueError, match="HARRIER_INT8_BACKEND='qlinear-fbgemm' cannot run on this CPU "
