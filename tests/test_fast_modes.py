@@ -59,7 +59,7 @@ print(json.dumps({"finite": bool(np.isfinite(out).all()), "min_cos": float(np.na
 def test_a_compile_cache_from_another_cpu_code_path_is_not_reused(tiny_embeddinggemma_dir, tmp_path):
     """Inductor's FX graph cache key does not name the vector ISA its kernels were made for: a process on another
     code path (``ATEN_CPU_CAPABILITY`` lower than the machine's, or a cache directory shared by several CPU kinds)
-    loaded them and returned NaN rows (40 of 40 measured). ``compiled.IsaTag`` puts the code path in our key; a
+    loaded them and returned NaN rows (40 of 40 measured). ``compiled.isa_tag`` puts the code path in our key; a
     second process on the same path still hits the cache."""
     import json
     import os

@@ -14,7 +14,7 @@ Compiled graphs are cached on disk by inductor's FX graph cache (``TORCHINDUCTOR
 not name the vector instructions the kernels were generated for (torch 2.13): a process whose CPU code path
 differs (``ATEN_CPU_CAPABILITY=avx2`` on an AVX-512 machine, or one cache directory shared by machines of several
 CPU kinds) loaded the other kind's kernels and returned NaN or unrelated vectors (measured: 40 of 40 rows NaN).
-``IsaTag`` adds the code path to the key of our graphs.
+``isa_tag`` adds the code path to the key of our graphs.
 
 Where inductor cannot run (no C++ compiler, or a compile that fails), the model runs eagerly after one warning.
 Numerics: fused kernels round differently from eager ones, so compiled output equals eager to float rounding
@@ -35,7 +35,6 @@ import warnings
 
 import torch
 from torch import nn
-from torch._inductor.custom_graph_pass import CustomGraphPass
 
 from harrier.models.layers import varlen_attention
 from harrier.packing import LayerPrefix, SeqGroups
@@ -112,23 +111,30 @@ def cxx_compiler() -> str | None:
     return None
 
 
-class IsaTag(CustomGraphPass):
+def isa_tag():
     """A post-grad pass that changes nothing and whose ``uuid`` (part of inductor's FX graph cache key) names the
-    CPU code this process generates: inductor's vector ISA and ATen's CPU capability. A pass the user configured
-    still runs, and its uuid stays in the key."""
+    CPU code this process generates: inductor's vector ISA and ATen's CPU capability. A ``CustomGraphPass`` the
+    user configured (``torch._inductor.config.post_grad_custom_post_pass``) still runs inside it, its uuid in the
+    key; a plain function there is not run for our graphs (inductor would not cache a graph with it anyway).
+    Built on first compile: importing inductor's pass module loads about 800 modules, which loading a model for
+    eager use should not pay."""
+    from torch._inductor.custom_graph_pass import CustomGraphPass
+    from torch._inductor.cpu_vec_isa import pick_vec_isa
 
-    def __init__(self, inner: CustomGraphPass | None = None) -> None:
-        from torch._inductor.cpu_vec_isa import pick_vec_isa
+    class IsaTag(CustomGraphPass):
+        def __init__(self, inner: CustomGraphPass | None) -> None:
+            self.inner = inner
+            self.tag = f"harrier-cpu-code:{pick_vec_isa()}:{torch.backends.cpu.get_cpu_capability()}"
 
-        self.inner = inner
-        self.tag = f"harrier-cpu-code:{pick_vec_isa()}:{torch.backends.cpu.get_cpu_capability()}"
+        def __call__(self, graph) -> None:
+            if self.inner is not None:
+                self.inner(graph)
 
-    def __call__(self, graph) -> None:
-        if self.inner is not None:
-            self.inner(graph)
+        def uuid(self) -> str:
+            return self.tag if self.inner is None else f"{self.tag}+{self.inner.uuid()}"
 
-    def uuid(self) -> str:
-        return self.tag if self.inner is None else f"{self.tag}+{self.inner.uuid()}"
+    user = torch._inductor.config.post_grad_custom_post_pass
+    return IsaTag(user if isinstance(user, CustomGraphPass) else None)
 
 
 class CompiledLayers:
@@ -147,9 +153,7 @@ class CompiledLayers:
             # layer kind and int8 or not); dynamo's default of 8 entries runs the 9th eagerly, e.g. in a benchmark
             # or an evaluation that loads several models.
             torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
-            user_pass = torch._inductor.config.post_grad_custom_post_pass
-            options = {"post_grad_custom_post_pass": IsaTag(user_pass if isinstance(user_pass, CustomGraphPass)
-                                                            else None)}
+            options = {"post_grad_custom_post_pass": isa_tag()}
             self.fn = torch.compile(layer_step, dynamic=True, backend="inductor", options=options)
             self.fn_prefixed = torch.compile(layer_step_prefixed, dynamic=True, backend="inductor", options=options)
 
