@@ -86,6 +86,24 @@ def test_a_compile_cache_from_another_cpu_code_path_is_not_reused(tiny_embedding
         assert (got["hits"] > 0) == (attempt == "hit"), (other, attempt, got)
 
 
+def test_a_compiled_layer_that_disagrees_with_eager_falls_back_with_one_warning(tiny_gemma3_dir):
+    """Each graph's first output is checked against eager: a wrong kernel (NaN here, as a cache made for another
+    CPU gave) is caught at once, warned about once, and the model runs eagerly from then on, exactly."""
+    eager = _encode_all(Embedder.from_pretrained(tiny_gemma3_dir, device="cpu"))
+    m = Embedder.from_pretrained(tiny_gemma3_dir, device="cpu", compile=True)
+    c = m.model.backbone.compiled
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a healthy compile passes the check silently
+        healthy = _encode_all(m)
+    assert c.active and _cos(healthy, eager).min() >= 0.99999
+    c.fn = lambda layer, x_TD, *rest: torch.full_like(x_TD, float("nan"))
+    c._seen.clear()
+    with pytest.warns(RuntimeWarning, match="a compiled layer disagreed with eager \\(relative error nan") as rec:
+        out = _encode_all(m)
+    assert len([w for w in rec if "disagreed" in str(w.message)]) == 1 and not c.active
+    np.testing.assert_array_equal(out, eager)
+
+
 def test_no_compiler_falls_back_with_one_warning(tiny_gemma3_dir, monkeypatch):
     monkeypatch.setattr(compiled, "cxx_compiler", lambda: None)
     eager = Embedder.from_pretrained(tiny_gemma3_dir, device="cpu").encode(TEXTS, progress=False)

@@ -16,7 +16,8 @@ differs (``ATEN_CPU_CAPABILITY=avx2`` on an AVX-512 machine, or one cache direct
 CPU kinds) loaded the other kind's kernels and returned NaN or unrelated vectors (measured: 40 of 40 rows NaN).
 ``isa_tag`` adds the code path to the key of our graphs.
 
-Where inductor cannot run (no C++ compiler, or a compile that fails), the model runs eagerly after one warning.
+Where inductor cannot run (no C++ compiler, or a compile that fails), or a graph's first output disagrees with the
+eager layer's (``AGREEMENT``), the model runs eagerly after one warning.
 Numerics: fused kernels round differently from eager ones, so compiled output equals eager to float rounding
 (fp32 cosine >= 0.99999, bf16 >= 0.999; tests check both), not bit for bit; the default (eager) path is
 unchanged.
@@ -103,6 +104,11 @@ def layer_step_prefixed(layer: nn.Module, x_TD: torch.Tensor, cos: torch.Tensor,
     return layer.finish(x_TD, attn.out(o, x_TD.dtype))
 
 
+# a compiled layer's first output must be this close to eager's (relative L2 error over the batch): float rounding
+# of fused kernels is ~1e-6 in fp32 and ~1e-3 in bf16; a broken kernel (NaN, another ISA's code) is far off
+AGREEMENT = 2e-2
+
+
 def cxx_compiler() -> str | None:
     """The C++ compiler inductor would use (``CXX`` or the first of g++, c++, clang++ on PATH), or None."""
     for name in (os.environ.get("CXX"), "g++", "c++", "clang++"):
@@ -172,7 +178,8 @@ class CompiledLayers:
         eager = layer_step if prefix is None else layer_step_prefixed
         if self.fn is None:
             return eager(*args)
-        key = (layer.self_attn.window, x_TD.dtype, torch.is_grad_enabled(), prefix is not None)
+        key = (layer.self_attn.window, x_TD.dtype, torch.is_grad_enabled(), prefix is not None,
+               type(layer.self_attn.o_proj).__name__, type(layer.mlp.down_proj).__name__)
         first = key not in self._seen
         t0 = time.perf_counter()
         try:
@@ -185,4 +192,10 @@ class CompiledLayers:
             self._seen.add(key)
             self.compile_seconds += time.perf_counter() - t0
             log.info("compiled a decoder layer graph (%s) in %.1f s", key, time.perf_counter() - t0)
+            ref = eager(*args)  # each graph's first output against eager: a wrong kernel must not go unseen
+            err = float((out.float() - ref.float()).norm() / ref.float().norm().clamp(min=1e-30))
+            if not (err <= AGREEMENT):  # NaN fails too
+                self._fall_back(f"a compiled layer disagreed with eager (relative error {err:.3g}; allowed "
+                                f"{AGREEMENT}), e.g. kernels from a compile cache made for another CPU")
+                return ref
         return out
