@@ -23,13 +23,17 @@ from harrier.model import EmbeddingModel
 from harrier.packing import pack
 from harrier.quantize import (
     BACKENDS,
+    CHECKED_LINEARS,
+    CHECKED_MIN_COS,
     DEFAULT_KEEP_LAST,
+    FLOAT_LINEARS,
     QMAX,
     QMAX_NO_SATURATION,
     Int8Backend,
     Int8Linear,
     keep_first_for,
     quantize_decoder,
+    restore_float,
 )
 
 log = logging.getLogger(__name__)
@@ -197,6 +201,11 @@ def int8_probe(compiled: bool = False) -> Int8Probe:
     return probe
 
 
+def _embed(model: EmbeddingModel, batch) -> torch.Tensor:
+    with torch.inference_mode():
+        return model(batch).float()
+
+
 def warn_once(key: str, message: str) -> None:
     """A ``RuntimeWarning`` (and log line) the first time ``key`` is seen in this process."""
     if key in _warned:
@@ -210,11 +219,15 @@ def apply_fast_modes(model: EmbeddingModel, device: torch.device, *, int8: bool 
                      compile: bool = False, keep_first: int | None = None,
                      keep_last: int = DEFAULT_KEEP_LAST, calibration_ids: Sequence[Sequence[int]] = (),
                      faster_mode: Callable[[], str] = lambda: "float32",
-                     bf16_faster: Callable[[], bool] = lambda: False) -> Int8Probe | None:
+                     bf16_faster: Callable[[], bool] = lambda: False,
+                     checked_int8: bool | None = None) -> Int8Probe | None:
     """Quantise (``int8``, smoothing calibrated on ``calibration_ids``) and/or compile (``compile``) a built
     inference model in place. Returns the int8 probe's finding when quantising. ``faster_mode`` names the mode a
     slow int8's warning recommends and ``bf16_faster`` says whether the float linear layers left in an int8 model
-    multiply in bf16 (``loading`` passes its bf16 probe: bf16 where it found bf16 faster)."""
+    multiply in bf16 (``loading`` passes its bf16 probe: bf16 where it found bf16 faster). ``checked_int8``: whether
+    ``quantize.CHECKED_LINEARS`` (down_proj) become int8 too: None (default) where the int8 model agrees with
+    float32 on the calibration texts to ``CHECKED_MIN_COS`` (measured here, one float and one int8 pass over them;
+    ``info()`` says what was found), True / False regardless."""
     probe = None
     if int8:
         if device.type != "cpu":
@@ -227,18 +240,41 @@ def apply_fast_modes(model: EmbeddingModel, device: torch.device, *, int8: bool 
             warn_once("int8-slow", f"int8 products are slower than float32 on this CPU (measured {probe.speedup:.2f}x"
                                    f" with the chosen backend, {probe.backend.name}); {faster_mode()} is the faster "
                                    "choice here")
-        batches = []
-        if calibration_ids:
-            b = pack(calibration_ids, device=device)
-            batches.append((b.input_ids_T, b.position_ids_T, b.groups))
+        batch = pack(calibration_ids, device=device) if calibration_ids else None
+        batches = [(batch.input_ids_T, batch.position_ids_T, batch.groups)] if batch is not None else []
         bf16 = bf16_faster()
-        n = quantize_decoder(model.backbone, keep_first=keep_first, keep_last=keep_last, backend=probe.backend,
-                             calibration=batches, bf16_floats=bf16)
+        check = checked_int8 is None and batch is not None
+        with_checked = checked_int8 or check
+        decoder = model.backbone
+        first = keep_first_for(len(decoder.layers), keep_first)
+        originals = {f"layers.{i}.mlp.{name}": getattr(decoder.layers[i].mlp, name)
+                     for i in range(first, len(decoder.layers) - keep_last) for name in CHECKED_LINEARS
+                     if isinstance(getattr(decoder.layers[i].mlp, name, None), torch.nn.Linear)}
+        ref = _embed(model, batch) if check else None
+        n = quantize_decoder(decoder, keep_first=keep_first, keep_last=keep_last, backend=probe.backend,
+                             calibration=batches, bf16_floats=bf16,
+                             float_linears=tuple(x for x in FLOAT_LINEARS if x not in CHECKED_LINEARS)
+                             if with_checked else FLOAT_LINEARS)
+        names = "/".join(CHECKED_LINEARS)
+        float_names = FLOAT_LINEARS if not with_checked else tuple(x for x in FLOAT_LINEARS if x not in CHECKED_LINEARS)
+        decoder.int8_check = None
+        if check and originals:
+            t0 = time.perf_counter()
+            agreement = float(torch.nn.functional.cosine_similarity(_embed(model, batch), ref).min())
+            if agreement >= CHECKED_MIN_COS:
+                decoder.int8_check = (f"{names} int8: the calibration texts' min cosine against float32 "
+                                      f"{agreement:.4f} >= {CHECKED_MIN_COS}")
+            else:
+                n -= restore_float(decoder, originals, bf16)
+                float_names = FLOAT_LINEARS
+                decoder.int8_check = (f"{names} kept float: with {names} int8 the calibration texts' min cosine "
+                                      f"against float32 was {agreement:.4f} < {CHECKED_MIN_COS}")
+            log.info("int8: %s (checked in %.1f s)", decoder.int8_check, time.perf_counter() - t0)
+        kept = "/".join(float_names)
         log.info("int8: %d linear layers quantised (backend %s, weights |q| <= %d, smoothing calibrated on %d "
-                 "texts; down_proj and the first %d / last %d decoder layers' linear layers in %s; embedding, "
+                 "texts; %sthe first %d / last %d decoder layers' linear layers in %s; embedding, "
                  "norms, attention and heads in float32)", n, probe.backend.name, probe.backend.weight_qmax,
-                 len(calibration_ids), keep_first_for(len(model.backbone.layers), keep_first), keep_last,
-                 "bf16" if bf16 else "float32")
+                 len(calibration_ids), f"{kept} and " if kept else "", first, keep_last, "bf16" if bf16 else "float32")
     if compile:
         model.backbone.compile_layers()
     return probe

@@ -29,7 +29,8 @@ error of 152,514 in an int32 result under AVX2): there the probe finds the satur
 (``|q| <= 63``: 2 x 255 x 63 < 32,767), which cannot saturate.
 
 What stays in floating point: the embedding table, every norm, attention (softmax included), the MLP's
-``down_proj`` (its input, the GELU-gated product, has the largest outliers), the first ``keep_first`` and last
+``down_proj`` (its input, the GELU-gated product, has the largest outliers) unless the whole model agrees with
+float32 on the calibration texts with it in int8 too (``CHECKED_LINEARS``), the first ``keep_first`` and last
 ``keep_last`` decoder layers and the Sentence-Transformers Dense heads. Where the bf16 probe finds bf16 products
 faster than float32 (AVX512-BF16 / AMX), the decoder's float linear layers multiply in bf16 (``Bf16Linear``);
 elsewhere (AVX2) in float32. The element-wise quantise / dequantise steps are cheap only when fused,
@@ -62,7 +63,15 @@ DEFAULT_KEEP_FIRST = 2
 def keep_first_for(num_layers: int, keep_first: int | None = None) -> int:
     """The float layers at the input: ``keep_first`` as given, else ``DEFAULT_KEEP_FIRST`` capped at a quarter."""
     return min(DEFAULT_KEEP_FIRST, num_layers // 4) if keep_first is None else keep_first
-FLOAT_LINEARS = ("down_proj",)  # linear layers that stay in floating point in every layer
+FLOAT_LINEARS = ("down_proj",)  # linear layers that stay in floating point in every layer (quantize_decoder's default)
+# linear layers that become int8 only where the whole model, so quantised, agrees with float32 on the calibration
+# texts to CHECKED_MIN_COS (``fastpath.apply_fast_modes``): down_proj's input, the GELU-gated product, is heavy-tailed
+# and its rounding costs little on some models and much on others. Measured (cpu_modes' 200 texts, docs/cpu-modes.md):
+# EmbeddingGemma min cosine 0.9991 -> 0.9968 with down_proj int8 (calibration texts 0.9963; compiled 12% faster), the
+# harrier-270m shape 0.9983 -> 0.9617 (calibration texts 0.9924: kept float): there the pooled EOS token of a long
+# Arabic paragraph carries a massive activation in layer 4's down_proj input, 1,423x the calibrated range
+CHECKED_LINEARS = ("down_proj",)
+CHECKED_MIN_COS = 0.995  # the calibration texts' worst cosine against float32 that keeps them int8 (the goal)
 SMOOTH_ALPHA = 0.5  # migration strength of the smoothing (0: none, 1: all of the activation range to the weights)
 CALIBRATION_SKIP = 3  # positions 0..2 (BOS and the first tokens, Gemma's massive activations) are not calibrated on
 BACKENDS = ("int_mm", "qlinear-onednn", "qlinear-fbgemm")
@@ -290,6 +299,19 @@ def _fusable(decoder: nn.Module, names: Sequence[str]):
                 yield parent_name, (fused_attr, parts)
 
 
+def restore_float(decoder: nn.Module, originals: dict[str, nn.Linear], bf16_floats: bool = False) -> int:
+    """Put the float linear layers ``originals`` (qualified names in ``decoder``, as ``quantize_decoder`` found them)
+    back in place of their int8 replacements, as ``quantize_decoder`` leaves float layers (``Bf16Linear`` with
+    ``bf16_floats``). Returns how many were int8."""
+    n = 0
+    for name, linear in originals.items():
+        parent_name, _, attr = name.rpartition(".")
+        parent = decoder.get_submodule(parent_name)
+        n += isinstance(getattr(parent, attr), Int8Linear)
+        setattr(parent, attr, Bf16Linear(linear) if bf16_floats else linear)
+    return n
+
+
 def is_int8(model: nn.Module) -> bool:
     return any(isinstance(m, Int8Linear) for m in model.modules())
 
@@ -320,6 +342,7 @@ def describe_dtype(model: nn.Module, dtype: str) -> str:
     smoothed = "smoothed, " if int8[0].inv_smooth_K is not None else ""
     attn = {getattr(layer.self_attn, "attn_dtype", None) for layer in layers if hasattr(layer, "self_attn")}
     attention = "attention in bf16 (softmax in fp32); " if attn == {torch.bfloat16} else "attention, "
+    check = getattr(getattr(model, "backbone", model), "int8_check", None)
     return (f"int8 ({len(int8)} of {len(int8) + other} linear layers: int8 weights per channel x int8 activations "
             f"per token, {smoothed}backend {b.name}, weights |q| <= {b.weight_qmax}; {per_layer}; {attention}norms, "
-            f"embeddings and heads in {dtype})")
+            f"embeddings and heads in {dtype}{f'; {check}' if check else ''})")

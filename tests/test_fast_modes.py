@@ -4,6 +4,7 @@ batches, one-run and many-run batches), int8 within its tolerance, and the fallb
 from __future__ import annotations
 
 import functools
+import re
 import warnings
 
 import numpy as np
@@ -382,11 +383,17 @@ def test_int8_within_tolerance(fixture, bf16, request, monkeypatch):
     int8 = [x for x in m.model.backbone.modules() if isinstance(x, Int8Linear)]
     assert int8 and all(x.inv_smooth_K is not None for x in int8)  # calibrated at load
     assert not any(isinstance(x, Int8Linear) for x in m.model.head.modules())
-    down = m.model.backbone.layers[0].mlp.down_proj
-    assert type(down) is (quantize.Bf16Linear if bf16 else torch.nn.Linear)
     info = m.info()
     assert info.dtype.startswith(f"int8 ({len(int8)} of ")
-    assert ("down_proj bf16 products" if bf16 else "down_proj float32") in info.dtype, info.dtype
+    checked = m.model.backbone.int8_check
+    assert checked.startswith(("down_proj int8: ", "down_proj kept float: ")) and checked in info.dtype
+    down_int8 = checked.startswith("down_proj int8")
+    float_type = quantize.Bf16Linear if bf16 else torch.nn.Linear
+    first = quantize.keep_first_for(len(m.model.backbone.layers))
+    assert [type(x.mlp.down_proj) for x in m.model.backbone.layers[first:]] == \
+        [Int8Linear if down_int8 else float_type] * (len(m.model.backbone.layers) - first)
+    if not down_int8:
+        assert ("down_proj bf16 products" if bf16 else "down_proj float32") in info.dtype, info.dtype
     # attention itself in bf16 too where bf16 is the faster; its output back in float32 for o_proj and the residual
     assert {x.self_attn.attn_dtype for x in m.model.backbone.layers} == {torch.bfloat16 if bf16 else None}
     assert ("attention in bf16" in info.dtype) == bf16, info.dtype
@@ -396,6 +403,42 @@ def test_int8_within_tolerance(fixture, bf16, request, monkeypatch):
     assert info.int8_probe.startswith("int8 probe (") and "chosen: " in info.int8_probe
     assert _cos(m.encode(TEXTS, progress=False), ref).min() >= 0.99
     assert seen == {"o_in": torch.float32, "out": torch.float32}, seen
+
+
+@pytest.mark.parametrize("bf16", [False, True], ids=["float-fp32", "float-bf16"])
+def test_down_proj_is_int8_only_where_the_calibration_texts_agree(tiny_gemma3_dir, bf16, monkeypatch):
+    """down_proj becomes int8 where the int8 model agrees with float32 on the calibration texts to CHECKED_MIN_COS,
+    and info() says what was measured; where not, it goes back to float and the model equals, bit for bit, one
+    that never tried (the other layers' smoothing does not depend on the try)."""
+    monkeypatch.setattr(loading, "cpu_bf16_is_faster", lambda: bf16)
+    float_type = quantize.Bf16Linear if bf16 else torch.nn.Linear
+    monkeypatch.setattr(fastpath, "apply_fast_modes",
+                        functools.partial(fastpath.apply_fast_modes, checked_int8=False))
+    never = Embedder.from_pretrained(tiny_gemma3_dir, device="cpu", dtype="int8")
+    monkeypatch.undo()
+    monkeypatch.setattr(loading, "cpu_bf16_is_faster", lambda: bf16)
+    assert never.model.backbone.int8_check is None
+    assert all(type(x.mlp.down_proj) is float_type for x in never.model.backbone.layers)
+    assert "int8 the calibration" not in never.info().dtype
+    first = quantize.keep_first_for(len(never.model.backbone.layers))
+    ref = Embedder.from_pretrained(tiny_gemma3_dir, device="cpu", dtype="float32").encode(TEXTS, progress=False)
+    for bar, int8 in ((-1.0, True), (1.01, False)):
+        monkeypatch.setattr(fastpath, "CHECKED_MIN_COS", bar)
+        m = Embedder.from_pretrained(tiny_gemma3_dir, device="cpu", dtype="int8")
+        layers = m.model.backbone.layers
+        assert [type(x.mlp.down_proj) for x in layers] == \
+            [float_type] * first + [Int8Linear if int8 else float_type] * (len(layers) - first)
+        info = m.info().dtype
+        cos = float(re.search(r"min cosine against float32 (?:was )?([\d.]+)", info).group(1))
+        assert 0.9 < cos <= 1.0, info
+        if int8:
+            assert f"down_proj int8: the calibration texts' min cosine against float32 {cos:.4f} >= -1.0" in info
+            assert "o_proj/qkv_proj/down_proj/gate_up_proj int8" in info, info
+            assert _cos(m.encode(TEXTS, progress=False), ref).min() >= 0.99
+        else:
+            assert f"down_proj kept float: with down_proj int8 the calibration texts' min cosine against float32 " \
+                   f"was {cos:.4f} < 1.01" in info, info
+            np.testing.assert_array_equal(m.encode(TEXTS, progress=False), never.encode(TEXTS, progress=False))
 
 
 @pytest.mark.parametrize("name", quantize.BACKENDS)

@@ -62,6 +62,7 @@ class Decoder(nn.Module):
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, cfg.norm_offset)
         self.gradient_checkpointing = False
         self.compiled: CompiledLayers | None = None  # set by ``compile_layers``; used for inference only
+        self.int8_check: str | None = None  # an int8 model's load-time agreement check, in words (fastpath.py)
 
     def compile_layers(self) -> CompiledLayers:
         """Run inference layers through ``torch.compile`` from now on (see ``compiled.py``); returns the wrapper
