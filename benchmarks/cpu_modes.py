@@ -223,7 +223,7 @@ def main() -> None:
     n_tokens = sum(len(x) for x in ours.tokenize(texts, ours.prefix(prompt_name=args.prompt_name)))
     del ours
     print(f"{len(texts)} texts, {n_tokens} tokens (mean {n_tokens / len(texts):.1f}), prompt {args.prompt_name}")
-    table = Table()
+    table = Table("harrier fp32" if args.no_peers else "ST bf16")  # --no-peers: harrier fp32 is the 2nd row
 
     for mode, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))[:1 if args.no_peers else 2]:
         st = SentenceTransformer(args.model, device="cpu", model_kwargs={"dtype": dtype})
@@ -281,11 +281,12 @@ def auto_says(m, dtype: str) -> str:
 
 class Table:
     """Prints each row as it is measured. The first row of a group is that group's reference: ``st`` rows against
-    sentence-transformers fp32 (and bf16, the second row), ``gguf`` rows against harrier fp32 on the GGUF."""
+    sentence-transformers fp32 (and the second row: ST bf16, or harrier fp32 under --no-peers), ``gguf`` rows against harrier fp32 on the GGUF."""
 
-    def __init__(self) -> None:
+    def __init__(self, second: str = "ST bf16") -> None:
+        """``second``: what the second ``st`` row is (the second ratio column's reference)."""
         self.refs: dict[str, list[tuple[float, np.ndarray]]] = {}
-        print("\n| system | mode | warm-up s | seconds | tokens/s | vs ST fp32 | vs ST bf16 | min cos | mean cos "
+        print(f"\n| system | mode | warm-up s | seconds | tokens/s | vs ST fp32 | vs {second} | min cos | mean cos "
               "| mm share |\n|---|---|---|---|---|---|---|---|---|---|", flush=True)
 
     def row(self, system: str, mode: str, tokens: int, result, *, share: float | None = None,
