@@ -281,7 +281,8 @@ def auto_says(m, dtype: str) -> str:
 
 class Table:
     """Prints each row as it is measured. The first row of a group is that group's reference: ``st`` rows against
-    sentence-transformers fp32 (and the second row: ST bf16, or harrier fp32 under --no-peers), ``gguf`` rows against harrier fp32 on the GGUF."""
+    sentence-transformers fp32 (and the second row: ST bf16, or harrier fp32 under --no-peers), ``gguf`` rows
+    against harrier fp32 on the GGUF."""
 
     def __init__(self, second: str = "ST bf16") -> None:
         """``second``: what the second ``st`` row is (the second ratio column's reference)."""
