@@ -219,9 +219,18 @@ class HarrierEncoder:
 
         emb = Embedder.from_pretrained(path, device=device, dtype=dtype, max_length=max_length,
                                        prefix_cache=prefix_cache)
-        resolved = str(emb.dtype).removeprefix("torch.")
+        from harrier.quantize import describe_dtype, is_int8
+
+        # an int8 model computes in float32 around its int8 layers: it is named int8 (results, and the embedding
+        # cache's key: float32 vectors must not answer an int8 run), and its key names the recipe this process
+        # chose (backend, per-layer dtypes, the down_proj check), which changes its vectors
+        int8 = is_int8(emb.model)
+        resolved = "int8" if int8 else str(emb.dtype).removeprefix("torch.")
         enc = cls(emb, f"{Path(path).name}[harrier,{resolved}]", batch_tokens=batch_tokens, progress=progress)
         enc.cache_key += "@" + weights_fingerprint(path)
+        if int8:
+            recipe = describe_dtype(emb.model, str(emb.dtype).removeprefix("torch."))
+            enc.cache_key += "#" + hashlib.sha256(recipe.encode()).hexdigest()[:16]
         return enc
 
     def encode(self, texts: Sequence[str], *, prompt: str | None = None) -> np.ndarray:
@@ -257,6 +266,9 @@ class SentenceTransformerEncoder:
 
         if dtype not in DTYPE_NAMES:
             raise ValueError(f"unknown dtype {dtype!r}; expected one of {', '.join(DTYPE_NAMES)}")
+        if dtype == "int8":
+            raise ValueError("dtype 'int8' is harrier's (int8 linear layers); the sentence-transformers backend runs "
+                             f"{', '.join(x for x in DTYPE_NAMES if x != 'int8')}")
         torch_dtype = "auto" if dtype == "auto" else DTYPES[dtype]
         model = SentenceTransformer(path, device=device or "cpu", model_kwargs={"torch_dtype": torch_dtype},
                                     local_files_only=True)

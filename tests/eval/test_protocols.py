@@ -109,3 +109,32 @@ def test_dtype_names_are_harriers_and_auto_is_recorded_resolved(tiny_gemma3_dir)
     pytest.importorskip("sentence_transformers")
     with pytest.raises(ValueError, match="unknown dtype 'float64'; expected one of auto, float32, bfloat16, float16"):
         load_encoder(str(tiny_gemma3_dir), backend="sentence-transformers", dtype="float64")
+
+
+def test_an_int8_run_is_named_int8_and_is_never_answered_by_float32_vectors(tiny_gemma3_dir, tmp_path):
+    """An int8 model computes in float32 around its int8 layers; it was named ``[harrier,float32]``, so its results
+    read as float32 and, with ``--cache-dir``, a float32 run's cached vectors answered it."""
+    import numpy as np
+
+    from harrier.eval.cache import CachedEncoder
+
+    texts = ["a first sentence", "a second, longer sentence about something else", "drei"]
+    f32 = load_encoder(str(tiny_gemma3_dir), backend="harrier", dtype="float32")
+    i8 = load_encoder(str(tiny_gemma3_dir), backend="harrier", dtype="int8")
+    assert f32.name.endswith("[harrier,float32]") and i8.name.endswith("[harrier,int8]")
+    first = CachedEncoder(f32, tmp_path)
+    want32 = first.encode(texts)
+    first.close()
+    second = CachedEncoder(i8, tmp_path)
+    got = second.encode(texts)
+    second.close()
+    assert second.misses == len(texts) and second.hits == 0
+    np.testing.assert_array_equal(got, i8.encode(texts))
+    assert not np.array_equal(got, want32)
+    again = CachedEncoder(load_encoder(str(tiny_gemma3_dir), backend="harrier", dtype="int8"), tmp_path)
+    np.testing.assert_array_equal(again.encode(texts), got)  # the same recipe in another load: a cache hit
+    assert again.hits == len(texts)
+    again.close()
+    pytest.importorskip("sentence_transformers")
+    with pytest.raises(ValueError, match="dtype 'int8' is harrier's"):
+        load_encoder(str(tiny_gemma3_dir), backend="sentence-transformers", dtype="int8")
