@@ -67,9 +67,11 @@ FLOAT_LINEARS = ("down_proj",)  # linear layers that stay in floating point in e
 # linear layers that become int8 only where the whole model, so quantised, agrees with float32 on the calibration
 # texts to CHECKED_MIN_COS (``fastpath.apply_fast_modes``): down_proj's input, the GELU-gated product, is heavy-tailed
 # and its rounding costs little on some models and much on others. Measured (cpu_modes' 200 texts, docs/cpu-modes.md):
-# EmbeddingGemma min cosine 0.9991 -> 0.9968 with down_proj int8 (calibration texts 0.9963; compiled 12% faster), the
-# harrier-270m shape 0.9983 -> 0.9617 (calibration texts 0.9924: kept float): there the pooled EOS token of a long
-# Arabic paragraph carries a massive activation in layer 4's down_proj input, 1,423x the calibrated range
+# EmbeddingGemma min cosine 0.9991 -> 0.9968 with down_proj int8 (calibration texts 0.9959-0.9963 by backend;
+# compiled 12% faster), the harrier-270m shape 0.9983 -> 0.9617 (calibration texts 0.9884-0.9924: kept float):
+# there the pooled EOS token of a long Arabic paragraph carries a massive activation in layer 4's down_proj input,
+# 1,423x the calibrated range. Never with 7-bit weights (AVX2 emulated: EmbeddingGemma's calibration texts 0.9951,
+# the 200 texts 0.9927)
 CHECKED_LINEARS = ("down_proj",)
 CHECKED_MIN_COS = 0.995  # the calibration texts' worst cosine against float32 that keeps them int8 (the goal)
 SMOOTH_ALPHA = 0.5  # migration strength of the smoothing (0: none, 1: all of the activation range to the weights)

@@ -441,6 +441,18 @@ def test_down_proj_is_int8_only_where_the_calibration_texts_agree(tiny_gemma3_di
             np.testing.assert_array_equal(m.encode(TEXTS, progress=False), never.encode(TEXTS, progress=False))
 
 
+def test_down_proj_stays_float_with_seven_bit_weights(tiny_gemma3_dir, monkeypatch):
+    """Where 8-bit products saturate (AVX2 without VNNI) the weights are 7-bit and down_proj is not tried in int8,
+    even with the bar at -1; info() says why."""
+    monkeypatch.setattr(fastpath, "CHECKED_MIN_COS", -1.0)
+    seven = [Candidate(name, 63, 0.002, "") for name in quantize.BACKENDS]
+    monkeypatch.setattr(fastpath, "int8_probe", lambda compiled=False: choose(seven, 0.01, compiled=compiled))
+    m = Embedder.from_pretrained(tiny_gemma3_dir, device="cpu", dtype="int8")
+    assert {x.backend.weight_qmax for x in m.model.modules() if isinstance(x, Int8Linear)} == {63}
+    assert not any(isinstance(x.mlp.down_proj, Int8Linear) for x in m.model.backbone.layers)
+    assert "down_proj kept float: the weights are 7-bit here (8-bit products saturate)" in m.info().dtype
+
+
 @pytest.mark.parametrize("name", quantize.BACKENDS)
 def test_each_backend_runs_the_model(name, tiny_gemma3_dir, monkeypatch):
     """Every backend the probe finds correct, forced, gives the same model within tolerance."""
