@@ -220,14 +220,15 @@ def apply_fast_modes(model: EmbeddingModel, device: torch.device, *, int8: bool 
                      keep_last: int = DEFAULT_KEEP_LAST, calibration_ids: Sequence[Sequence[int]] = (),
                      faster_mode: Callable[[], str] = lambda: "float32",
                      bf16_faster: Callable[[], bool] = lambda: False,
-                     checked_int8: bool | None = None) -> Int8Probe | None:
+                     checked_int8: bool | None = False) -> Int8Probe | None:
     """Quantise (``int8``, smoothing calibrated on ``calibration_ids``) and/or compile (``compile``) a built
     inference model in place. Returns the int8 probe's finding when quantising. ``faster_mode`` names the mode a
     slow int8's warning recommends and ``bf16_faster`` says whether the float linear layers left in an int8 model
     multiply in bf16 (``loading`` passes its bf16 probe: bf16 where it found bf16 faster). ``checked_int8``: whether
-    ``quantize.CHECKED_LINEARS`` (down_proj) become int8 too: None (default) where the int8 model agrees with
-    float32 on the calibration texts to ``CHECKED_MIN_COS`` (measured here, one float and one int8 pass over them;
-    ``info()`` says what was found), True / False regardless."""
+    ``quantize.CHECKED_LINEARS`` (down_proj) become int8 too: False (default) no; None (``loading`` under
+    ``HARRIER_INT8_DOWN_PROJ=1``) where the int8 model agrees with float32 on the calibration texts to
+    ``CHECKED_MIN_COS`` (one float and one int8 pass over them; below it they go back to float with one warning;
+    ``info()`` says what was found) and the weights are 8-bit; True regardless (tests)."""
     probe = None
     if int8:
         if device.type != "cpu":
@@ -276,6 +277,7 @@ def apply_fast_modes(model: EmbeddingModel, device: torch.device, *, int8: bool 
                 float_names = FLOAT_LINEARS
                 decoder.int8_check = (f"{names} kept float: with {names} int8 the calibration texts' min cosine "
                                       f"against float32 was {agreement:.4f} < {CHECKED_MIN_COS}")
+                warn_once("int8-down-proj", f"HARRIER_INT8_DOWN_PROJ=1 not applied: {decoder.int8_check}")
             log.info("int8: %s (checked in %.1f s)", decoder.int8_check, time.perf_counter() - t0)
         kept = "/".join(float_names)
         log.info("int8: %d linear layers quantised (backend %s, weights |q| <= %d, smoothing calibrated on %d "

@@ -29,12 +29,12 @@ error of 152,514 in an int32 result under AVX2): there the probe finds the satur
 (``|q| <= 63``: 2 x 255 x 63 < 32,767), which cannot saturate.
 
 What stays in floating point: the embedding table, every norm, attention (softmax included), the MLP's
-``down_proj`` (its input, the GELU-gated product, has the largest outliers) unless the whole model agrees with
-float32 on the calibration texts with it in int8 too (``CHECKED_LINEARS``), the first ``keep_first`` and last
-``keep_last`` decoder layers and the Sentence-Transformers Dense heads. Where the bf16 probe finds bf16 products
-faster than float32 (AVX512-BF16 / AMX), the decoder's float linear layers multiply in bf16 (``Bf16Linear``);
-elsewhere (AVX2) in float32. The element-wise quantise / dequantise steps are cheap only when fused,
-so run this under ``compile=True``; eager works and gives the same numbers (to rounding), slower.
+``down_proj`` (its input, the GELU-gated product, has the largest outliers; int8 on request where the whole
+model agrees with float32 on the calibration texts with it in int8 too: ``CHECKED_LINEARS``), the first
+``keep_first`` and last ``keep_last`` decoder layers and the Sentence-Transformers Dense heads. Where the bf16
+probe finds bf16 products faster than float32 (AVX512-BF16 / AMX), the decoder's float linear layers multiply in
+bf16 (``Bf16Linear``); elsewhere (AVX2) in float32. The element-wise quantise / dequantise steps are cheap only
+when fused, so run this under ``compile=True``; eager works and gives the same numbers (to rounding), slower.
 
 Shape legend: T = tokens, K = input features, N = output features.
 """
@@ -64,14 +64,15 @@ def keep_first_for(num_layers: int, keep_first: int | None = None) -> int:
     """The float layers at the input: ``keep_first`` as given, else ``DEFAULT_KEEP_FIRST`` capped at a quarter."""
     return min(DEFAULT_KEEP_FIRST, num_layers // 4) if keep_first is None else keep_first
 FLOAT_LINEARS = ("down_proj",)  # linear layers that stay in floating point in every layer (quantize_decoder's default)
-# linear layers that become int8 only where the whole model, so quantised, agrees with float32 on the calibration
-# texts to CHECKED_MIN_COS (``fastpath.apply_fast_modes``): down_proj's input, the GELU-gated product, is heavy-tailed
-# and its rounding costs little on some models and much on others. Measured (cpu_modes' 200 texts, docs/cpu-modes.md):
-# EmbeddingGemma min cosine 0.9991 -> 0.9968 with down_proj int8 (calibration texts 0.9959-0.9963 by backend;
-# compiled 12% faster), the harrier-270m shape 0.9983 -> 0.9617 (calibration texts 0.9884-0.9924: kept float):
-# there the pooled EOS token of a long Arabic paragraph carries a massive activation in layer 4's down_proj input,
-# 1,423x the calibrated range. Never with 7-bit weights (AVX2 emulated: EmbeddingGemma's calibration texts 0.9951,
-# the 200 texts 0.9927)
+# linear layers that become int8 on request (HARRIER_INT8_DOWN_PROJ=1) and only where the whole model, so quantised,
+# agrees with float32 on the calibration texts to CHECKED_MIN_COS (``fastpath.apply_fast_modes``) with 8-bit weights.
+# down_proj's input, the GELU-gated product, is heavy-tailed; measured (docs/cpu-modes.md), cpu_modes' 200 texts:
+# EmbeddingGemma min cosine 0.9991 -> 0.9968 with down_proj int8 (compiled 12% faster), the harrier-270m shape
+# 0.9983 -> 0.9617 (the pooled EOS token of a long Arabic paragraph carries a massive activation in layer 4's
+# down_proj input, 1,423x the calibrated range). Off by default: the 44 calibration texts do not see the tail
+# (EmbeddingGemma: the worst of 948 MasakhaNEWS headlines fell from 0.998 to 0.992, the calibration texts' min only
+# from 0.9969 to 0.9959; the 270m shape's calibration min 0.9884, so kept float there). With 7-bit weights (AVX2
+# emulated) EmbeddingGemma's calibration texts passed at 0.9951 and the 200 texts measured 0.9927: never tried there.
 CHECKED_LINEARS = ("down_proj",)
 CHECKED_MIN_COS = 0.995  # the calibration texts' worst cosine against float32 that keeps them int8 (the goal)
 SMOOTH_ALPHA = 0.5  # migration strength of the smoothing (0: none, 1: all of the activation range to the weights)

@@ -383,17 +383,12 @@ def test_int8_within_tolerance(fixture, bf16, request, monkeypatch):
     int8 = [x for x in m.model.backbone.modules() if isinstance(x, Int8Linear)]
     assert int8 and all(x.inv_smooth_K is not None for x in int8)  # calibrated at load
     assert not any(isinstance(x, Int8Linear) for x in m.model.head.modules())
+    down = m.model.backbone.layers[-1].mlp.down_proj  # float by default (HARRIER_INT8_DOWN_PROJ unset)
+    assert type(down) is (quantize.Bf16Linear if bf16 else torch.nn.Linear)
+    assert m.model.backbone.int8_check is None
     info = m.info()
     assert info.dtype.startswith(f"int8 ({len(int8)} of ")
-    checked = m.model.backbone.int8_check
-    assert checked.startswith(("down_proj int8: ", "down_proj kept float: ")) and checked in info.dtype
-    down_int8 = checked.startswith("down_proj int8")
-    float_type = quantize.Bf16Linear if bf16 else torch.nn.Linear
-    first = quantize.keep_first_for(len(m.model.backbone.layers))
-    assert [type(x.mlp.down_proj) for x in m.model.backbone.layers[first:]] == \
-        [Int8Linear if down_int8 else float_type] * (len(m.model.backbone.layers) - first)
-    if not down_int8:
-        assert ("down_proj bf16 products" if bf16 else "down_proj float32") in info.dtype, info.dtype
+    assert ("down_proj bf16 products" if bf16 else "down_proj float32") in info.dtype, info.dtype
     # attention itself in bf16 too where bf16 is the faster; its output back in float32 for o_proj and the residual
     assert {x.self_attn.attn_dtype for x in m.model.backbone.layers} == {torch.bfloat16 if bf16 else None}
     assert ("attention in bf16" in info.dtype) == bf16, info.dtype
@@ -406,17 +401,17 @@ def test_int8_within_tolerance(fixture, bf16, request, monkeypatch):
 
 
 @pytest.mark.parametrize("bf16", [False, True], ids=["float-fp32", "float-bf16"])
-def test_down_proj_is_int8_only_where_the_calibration_texts_agree(tiny_gemma3_dir, bf16, monkeypatch):
-    """down_proj becomes int8 where the int8 model agrees with float32 on the calibration texts to CHECKED_MIN_COS,
-    and info() says what was measured; where not, it goes back to float and the model equals, bit for bit, one
-    that never tried (the other layers' smoothing does not depend on the try)."""
+def test_down_proj_is_int8_on_request_only_where_the_calibration_texts_agree(tiny_gemma3_dir, bf16, monkeypatch):
+    """With HARRIER_INT8_DOWN_PROJ=1 down_proj becomes int8 where the int8 model agrees with float32 on the
+    calibration texts to CHECKED_MIN_COS, and info() says what was measured; where not, it goes back to float with
+    one warning and the model equals, bit for bit, the default one (the other layers' smoothing does not depend on
+    the try). Without the variable nothing is tried."""
     monkeypatch.setattr(loading, "cpu_bf16_is_faster", lambda: bf16)
+    monkeypatch.setattr(fastpath, "_warned", set())
     float_type = quantize.Bf16Linear if bf16 else torch.nn.Linear
-    monkeypatch.setattr(fastpath, "apply_fast_modes",
-                        functools.partial(fastpath.apply_fast_modes, checked_int8=False))
+    monkeypatch.delenv("HARRIER_INT8_DOWN_PROJ", raising=False)
     never = Embedder.from_pretrained(tiny_gemma3_dir, device="cpu", dtype="int8")
-    monkeypatch.undo()
-    monkeypatch.setattr(loading, "cpu_bf16_is_faster", lambda: bf16)
+    monkeypatch.setenv("HARRIER_INT8_DOWN_PROJ", "1")
     assert never.model.backbone.int8_check is None
     assert all(type(x.mlp.down_proj) is float_type for x in never.model.backbone.layers)
     assert "int8 the calibration" not in never.info().dtype
@@ -424,7 +419,11 @@ def test_down_proj_is_int8_only_where_the_calibration_texts_agree(tiny_gemma3_di
     ref = Embedder.from_pretrained(tiny_gemma3_dir, device="cpu", dtype="float32").encode(TEXTS, progress=False)
     for bar, int8 in ((-1.0, True), (1.01, False)):
         monkeypatch.setattr(fastpath, "CHECKED_MIN_COS", bar)
-        m = Embedder.from_pretrained(tiny_gemma3_dir, device="cpu", dtype="int8")
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            m = Embedder.from_pretrained(tiny_gemma3_dir, device="cpu", dtype="int8")
+        said = [str(w.message) for w in seen if "HARRIER_INT8_DOWN_PROJ=1 not applied" in str(w.message)]
+        assert len(said) == (0 if int8 else 1), said
         layers = m.model.backbone.layers
         assert [type(x.mlp.down_proj) for x in layers] == \
             [float_type] * first + [Int8Linear if int8 else float_type] * (len(layers) - first)
@@ -443,8 +442,12 @@ def test_down_proj_is_int8_only_where_the_calibration_texts_agree(tiny_gemma3_di
 
 def test_down_proj_stays_float_with_seven_bit_weights(tiny_gemma3_dir, monkeypatch):
     """Where 8-bit products saturate (AVX2 without VNNI) the weights are 7-bit and down_proj is not tried in int8,
-    even with the bar at -1; info() says why."""
+    even on request with the bar at -1; info() says why. A bad value of the variable is one clear error."""
     monkeypatch.setattr(fastpath, "CHECKED_MIN_COS", -1.0)
+    monkeypatch.setenv("HARRIER_INT8_DOWN_PROJ", "yes")
+    with pytest.raises(ValueError, match="HARRIER_INT8_DOWN_PROJ must be 0 or 1, got 'yes'"):
+        Embedder.from_pretrained(tiny_gemma3_dir, device="cpu", dtype="int8")
+    monkeypatch.setenv("HARRIER_INT8_DOWN_PROJ", "1")
     seven = [Candidate(name, 63, 0.002, "") for name in quantize.BACKENDS]
     monkeypatch.setattr(fastpath, "int8_probe", lambda compiled=False: choose(seven, 0.01, compiled=compiled))
     m = Embedder.from_pretrained(tiny_gemma3_dir, device="cpu", dtype="int8")
