@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import sys
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -339,7 +340,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from harrier.tokenize import TruncationError
 
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            # harrier's own RuntimeWarnings are logged as well (fastpath.warn_once, the compile fallback): print the
+            # "harrier: WARNING: ..." line once, not again as a Python warning with a source path
+            warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"harrier(\.|$)")
+            return int(args.func(args) or 0)
     except (CLIError, TruncationError, ValueError, FileNotFoundError, ImportError, OutputError) as err:
         origin = _foreign_origin(err)
         if origin is not None and args.verbose:

@@ -521,3 +521,21 @@ def test_harrier_info_prints_the_probe(tiny_gemma3_dir, capsys):
     probe = fastpath.int8_probe()
     assert any(line.startswith("int8_probe") and line.endswith(probe.summary()) for line in out.splitlines())
     assert "dtype" in out and "int8 (" in out and "backend " + probe.backend.name in out
+
+
+def test_the_cli_prints_harriers_warnings_once(tiny_gemma3_dir):
+    """harrier's RuntimeWarnings are logged and warned; the CLI prints the log line only (no second copy with a
+    source path)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys; from harrier import fastpath; fastpath.CHECKED_MIN_COS = 1.01; from harrier.cli import main; "
+            "sys.exit(main(['info', '--model', sys.argv[1], '--dtype', 'int8']))")
+    proc = subprocess.run([sys.executable, "-c", code, str(tiny_gemma3_dir)], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "HARRIER_INT8_DOWN_PROJ": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    said = [line for line in proc.stderr.splitlines() if "not applied" in line]
+    assert len(said) == 1 and said[0].startswith("harrier: WARNING: HARRIER_INT8_DOWN_PROJ=1 not applied: "), \
+        proc.stderr
+    assert "RuntimeWarning" not in proc.stderr, proc.stderr

@@ -164,7 +164,9 @@ class CompiledLayers:
             self.fn_prefixed = torch.compile(layer_step_prefixed, dynamic=True, backend="inductor", options=options)
 
     def _fall_back(self, reason: str) -> None:
-        warnings.warn(f"compile: {reason}; running the model uncompiled (eager)", RuntimeWarning, stacklevel=3)
+        message = f"compile: {reason}; running the model uncompiled (eager)"
+        log.warning("%s", message)  # harrier's RuntimeWarnings are logged too (the CLI prints the log line only)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
         self.fn = self.fn_prefixed = None
 
     @property
