@@ -220,15 +220,14 @@ def apply_fast_modes(model: EmbeddingModel, device: torch.device, *, int8: bool 
                      keep_last: int = DEFAULT_KEEP_LAST, calibration_ids: Sequence[Sequence[int]] = (),
                      faster_mode: Callable[[], str] = lambda: "float32",
                      bf16_faster: Callable[[], bool] = lambda: False,
-                     checked_int8: bool | None = False) -> Int8Probe | None:
+                     try_down_proj: bool = False) -> Int8Probe | None:
     """Quantise (``int8``, smoothing calibrated on ``calibration_ids``) and/or compile (``compile``) a built
     inference model in place. Returns the int8 probe's finding when quantising. ``faster_mode`` names the mode a
     slow int8's warning recommends and ``bf16_faster`` says whether the float linear layers left in an int8 model
-    multiply in bf16 (``loading`` passes its bf16 probe: bf16 where it found bf16 faster). ``checked_int8``: whether
-    ``quantize.CHECKED_LINEARS`` (down_proj) become int8 too: False (default) no; None (``loading`` under
-    ``HARRIER_INT8_DOWN_PROJ=1``) where the int8 model agrees with float32 on the calibration texts to
-    ``CHECKED_MIN_COS`` (one float and one int8 pass over them; below it they go back to float with one warning;
-    ``info()`` says what was found) and the weights are 8-bit; True regardless (tests)."""
+    multiply in bf16 (``loading`` passes its bf16 probe: bf16 where it found bf16 faster). ``try_down_proj``
+    (``loading``: ``HARRIER_INT8_DOWN_PROJ=1``): ``quantize.CHECKED_LINEARS`` (down_proj) become int8 too where the
+    weights are 8-bit and the int8 model agrees with float32 on the calibration texts to ``CHECKED_MIN_COS`` (one
+    float and one int8 pass over them; below it they go back to float with one warning); ``info()`` says which."""
     probe = None
     if int8:
         if device.type != "cpu":
@@ -247,26 +246,23 @@ def apply_fast_modes(model: EmbeddingModel, device: torch.device, *, int8: bool 
         # 7-bit weights (where 8-bit products saturate) double the weights' rounding: no margin is left for down_proj
         # (AVX2 emulated, EmbeddingGemma: calibration texts 0.9951, cpu_modes' 200 texts 0.9927)
         seven_bit = probe.backend.weight_qmax < QMAX
-        check = checked_int8 is None and batch is not None and not seven_bit
-        with_checked = checked_int8 or check
         decoder = model.backbone
         first = keep_first_for(len(decoder.layers), keep_first)
+        tried = try_down_proj and batch is not None and not seven_bit
         originals = {f"layers.{i}.mlp.{name}": getattr(decoder.layers[i].mlp, name)
                      for i in range(first, len(decoder.layers) - keep_last) for name in CHECKED_LINEARS
-                     if isinstance(getattr(decoder.layers[i].mlp, name, None), torch.nn.Linear)}
-        ref = _embed(model, batch) if check else None
+                     if tried and isinstance(getattr(decoder.layers[i].mlp, name, None), torch.nn.Linear)}
+        ref = _embed(model, batch) if originals else None
+        float_names = tuple(x for x in FLOAT_LINEARS if x not in CHECKED_LINEARS) if originals else FLOAT_LINEARS
         n = quantize_decoder(decoder, keep_first=keep_first, keep_last=keep_last, backend=probe.backend,
-                             calibration=batches, bf16_floats=bf16,
-                             float_linears=tuple(x for x in FLOAT_LINEARS if x not in CHECKED_LINEARS)
-                             if with_checked else FLOAT_LINEARS)
+                             calibration=batches, bf16_floats=bf16, float_linears=float_names)
         names = "/".join(CHECKED_LINEARS)
-        float_names = FLOAT_LINEARS if not with_checked else tuple(x for x in FLOAT_LINEARS if x not in CHECKED_LINEARS)
         decoder.int8_check = None
-        if checked_int8 is None and seven_bit and originals:
+        if try_down_proj and seven_bit:
             bits = probe.backend.weight_qmax.bit_length() + 1
             decoder.int8_check = (f"{names} kept float: the weights are {bits}-bit here (8-bit products saturate), "
                                   "which leaves no accuracy margin for it")
-        if check and originals:
+        if originals:
             t0 = time.perf_counter()
             agreement = float(torch.nn.functional.cosine_similarity(_embed(model, batch), ref).min())
             if agreement >= CHECKED_MIN_COS:

@@ -192,7 +192,7 @@ def load_model(name_or_path: str | Path, *, device: str | torch.device | None = 
     calibration = loaded.tokenizer.encode(calibration_texts(), truncation="silent").ids if int8 else ()
     apply_fast_modes(loaded.model, dev, int8=int8, compile=compile, calibration_ids=calibration,
                      faster_mode=lambda: "bfloat16" if cpu_bf16_is_faster() else "float32",
-                     bf16_faster=cpu_bf16_is_faster, checked_int8=None if int8 and int8_down_proj() else False)
+                     bf16_faster=cpu_bf16_is_faster, try_down_proj=int8 and int8_down_proj())
     return loaded
 
 

@@ -225,11 +225,12 @@ class HarrierEncoder:
         # cache's key: float32 vectors must not answer an int8 run), and its key names the recipe this process
         # chose (backend, per-layer dtypes, the down_proj check), which changes its vectors
         int8 = is_int8(emb.model)
-        resolved = "int8" if int8 else str(emb.dtype).removeprefix("torch.")
-        enc = cls(emb, f"{Path(path).name}[harrier,{resolved}]", batch_tokens=batch_tokens, progress=progress)
+        computes = str(emb.dtype).removeprefix("torch.")
+        enc = cls(emb, f"{Path(path).name}[harrier,{'int8' if int8 else computes}]", batch_tokens=batch_tokens,
+                  progress=progress)
         enc.cache_key += "@" + weights_fingerprint(path)
         if int8:
-            recipe = describe_dtype(emb.model, str(emb.dtype).removeprefix("torch."))
+            recipe = describe_dtype(emb.model, computes)
             enc.cache_key += "#" + hashlib.sha256(recipe.encode()).hexdigest()[:16]
         return enc
 
