@@ -254,8 +254,13 @@ def apply_fast_modes(model: EmbeddingModel, device: torch.device, *, int8: bool 
                      if tried and isinstance(getattr(decoder.layers[i].mlp, name, None), torch.nn.Linear)}
         ref = _embed(model, batch) if originals else None
         float_names = tuple(x for x in FLOAT_LINEARS if x not in CHECKED_LINEARS) if originals else FLOAT_LINEARS
+        # last-token pooling reads one row per sequence: that row of down_proj stays float (its input carries the
+        # largest outliers, and no other token attends to a causal model's last row, so it is the pooled row only)
+        pooled_exact = bool(originals) and model.head.pooling.mode == "lasttoken"
         n = quantize_decoder(decoder, keep_first=keep_first, keep_last=keep_last, backend=probe.backend,
-                             calibration=batches, bf16_floats=bf16, float_linears=float_names)
+                             calibration=batches, bf16_floats=bf16, float_linears=float_names,
+                             exact_linears=CHECKED_LINEARS if pooled_exact else ())
+        decoder.exact_rows = pooled_exact
         names = "/".join(CHECKED_LINEARS)
         decoder.int8_check = None
         if try_down_proj and seven_bit:
@@ -265,14 +270,16 @@ def apply_fast_modes(model: EmbeddingModel, device: torch.device, *, int8: bool 
         if originals:
             t0 = time.perf_counter()
             agreement = float(torch.nn.functional.cosine_similarity(_embed(model, batch), ref).min())
+            pooled = " (the pooled rows in float)" if pooled_exact else ""
             if agreement >= CHECKED_MIN_COS:
-                decoder.int8_check = (f"{names} int8: the calibration texts' min cosine against float32 "
+                decoder.int8_check = (f"{names} int8{pooled}: the calibration texts' min cosine against float32 "
                                       f"{agreement:.4f} >= {CHECKED_MIN_COS}")
             else:
                 n -= restore_float(decoder, originals, bf16)
+                decoder.exact_rows = False
                 float_names = FLOAT_LINEARS
-                decoder.int8_check = (f"{names} kept float: with {names} int8 the calibration texts' min cosine "
-                                      f"against float32 was {agreement:.4f} < {CHECKED_MIN_COS}")
+                decoder.int8_check = (f"{names} kept float: with {names} int8{pooled} the calibration texts' min "
+                                      f"cosine against float32 was {agreement:.4f} < {CHECKED_MIN_COS}")
                 warn_once("int8-down-proj", f"HARRIER_INT8_DOWN_PROJ=1 not applied: {decoder.int8_check}")
             log.info("int8: %s (checked in %.1f s)", decoder.int8_check, time.perf_counter() - t0)
         kept = "/".join(float_names)

@@ -155,13 +155,19 @@ class Bf16Linear(nn.Module):
 
 class Int8Linear(nn.Module):
     """Drop-in for ``nn.Linear`` at inference: ``x W^T + b`` with W int8 per channel, x int8 per token, both after
-    the optional input-channel smoothing ``smooth_K`` (``x / s``, ``W * s``)."""
+    the optional input-channel smoothing ``smooth_K`` (``x / s``, ``W * s``).
+
+    ``exact``: a float module of the same product (the original ``nn.Linear``, or its ``Bf16Linear``) that computes
+    the rows a forward names in ``rows_R`` instead, e.g. the pooled token's row of each sequence in a last-token
+    model (see ``Decoder.exact_rows``): the row the embedding is read from keeps float accuracy, every other row
+    the int8 speed."""
 
     def __init__(self, linear: nn.Linear, *, smooth_K: torch.Tensor | None = None,
-                 backend: Int8Backend = Int8Backend()) -> None:
+                 backend: Int8Backend = Int8Backend(), exact: nn.Module | None = None) -> None:
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.backend = backend
+        self.exact = exact
         weight = linear.weight.detach().float()
         if smooth_K is not None:
             weight = weight * smooth_K
@@ -180,8 +186,11 @@ class Int8Linear(nn.Module):
                                                 torch.zeros_like(scale_N, dtype=torch.long), 0, torch.qint8)
                 self.packed = torch.ops.quantized.linear_prepack(qw, None)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rows_R: torch.Tensor | None = None) -> torch.Tensor:
+        """``rows_R``: int64 row indices of ``x`` (as [-1, K]) that ``exact`` computes (repeats allowed); only
+        with ``exact``."""
         x_TK = x.reshape(-1, self.in_features).float()
+        exact_RN = None if rows_R is None or self.exact is None else self.exact(x_TK[rows_R])
         if self.inv_smooth_K is not None:
             x_TK = x_TK * self.inv_smooth_K
         if self.packed is None:
@@ -192,12 +201,15 @@ class Int8Linear(nn.Module):
             y = torch.ops.quantized.linear_dynamic(x_TK / amax_T1, self.packed, False) * amax_T1
         if self.bias is not None:
             y = y + self.bias
+        if exact_RN is not None:
+            y = y.index_put((rows_R,), exact_RN.to(y.dtype))
         return y.to(x.dtype).view(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
         smooth = ", smoothed" if self.inv_smooth_K is not None else ""
         return (f"in_features={self.in_features}, out_features={self.out_features}, int8 per-channel x per-token"
-                f"{smooth}, backend {self.backend.name} (weights |q| <= {self.backend.weight_qmax})")
+                f"{smooth}, backend {self.backend.name} (weights |q| <= {self.backend.weight_qmax})"
+                f"{'; named rows exact' if self.exact is not None else ''}")
 
 
 def _linear_names(decoder: nn.Module, keep_first: int, keep_last: int,
@@ -245,7 +257,8 @@ def quantize_decoder(decoder: nn.Module, *, keep_first: int | None = None,
                      keep_last: int = DEFAULT_KEEP_LAST, float_linears: tuple[str, ...] = FLOAT_LINEARS,
                      backend: Int8Backend = Int8Backend(),
                      calibration: Sequence[tuple[torch.Tensor, torch.Tensor, object]] = (),
-                     alpha: float = SMOOTH_ALPHA, bf16_floats: bool = False, fuse: bool = True) -> int:
+                     alpha: float = SMOOTH_ALPHA, bf16_floats: bool = False, fuse: bool = True,
+                     exact_linears: tuple[str, ...] = ()) -> int:
     """Replace the linear layers of the decoder layers but the first ``keep_first`` (default: see
     ``keep_first_for``) and the last ``keep_last``,
     except those named in ``float_linears``, with ``Int8Linear``, in place; with ``calibration`` batches (see
@@ -253,7 +266,8 @@ def quantize_decoder(decoder: nn.Module, *, keep_first: int | None = None,
     (``Bf16Linear``; for CPUs where bf16 products are the faster). ``fuse``: q/k/v and gate/up, which share their
     input, become one int8 projection each (``qkv_proj``, ``gate_up_proj``: the input is smoothed with one scale per
     channel over the group's weights, SmoothQuant's rule, and quantised once). Returns how many of the model's
-    linear layers became int8. Inference only."""
+    linear layers became int8. ``exact_linears``: the int8 layers of these names keep their float layer as
+    ``Int8Linear.exact`` (in bf16 with ``bf16_floats``), for the rows a forward names. Inference only."""
     names, kept = _linear_names(decoder, keep_first_for(len(decoder.layers), keep_first), keep_last, float_linears)
     amax = calibrate(decoder, calibration, names) if calibration else {}
     done: set[str] = set()
@@ -284,7 +298,8 @@ def quantize_decoder(decoder: nn.Module, *, keep_first: int | None = None,
             setattr(parent, attr, Bf16Linear(linear))
             continue
         smooth = smoothing_scales(amax[name], linear.weight, alpha) if name in amax else None
-        setattr(parent, attr, Int8Linear(linear, smooth_K=smooth, backend=backend))
+        exact = (Bf16Linear(linear) if bf16_floats else linear) if attr in exact_linears else None
+        setattr(parent, attr, Int8Linear(linear, smooth_K=smooth, backend=backend, exact=exact))
     return len(names)
 
 
@@ -326,16 +341,21 @@ def describe_dtype(model: nn.Module, dtype: str) -> str:
     int8 = [m for m in model.modules() if isinstance(m, Int8Linear)]
     if not int8:
         return dtype
-    other = sum(isinstance(m, nn.Linear | Bf16Linear) for m in model.modules())
+    exact = {id(m.exact) for m in int8 if m.exact is not None}  # an int8 layer's float copy for its exact rows
+    other = sum(isinstance(m, nn.Linear | Bf16Linear) and id(m) not in exact for m in model.modules())
     runs: list[tuple[int, int, str]] = []
     for i, layer in enumerate(layers):
-        q = [n.rsplit(".", 1)[-1] for n, m in layer.named_modules() if isinstance(m, Int8Linear)]
-        f = [n.rsplit(".", 1)[-1] for n, m in layer.named_modules() if isinstance(m, nn.Linear)]
-        h = [n.rsplit(".", 1)[-1] for n, m in layer.named_modules() if isinstance(m, Bf16Linear)]
+        mods = [(n.rsplit(".", 1)[-1], m) for n, m in layer.named_modules() if id(m) not in exact]
+        q = [n for n, m in mods if isinstance(m, Int8Linear) and m.exact is None]
+        qx = [(n, "bf16 products" if isinstance(m.exact, Bf16Linear) else dtype) for n, m in mods
+              if isinstance(m, Int8Linear) and m.exact is not None]
+        f = [n for n, m in mods if isinstance(m, nn.Linear)]
+        h = [n for n, m in mods if isinstance(m, Bf16Linear)]
         parts = [f"{'/'.join(q)} int8"] if q else []
+        parts += [f"{n} int8 (pooled rows in {d})" for n, d in qx]
         parts += [f"{'/'.join(f)} {dtype}"] if f else []
         parts += [f"{'/'.join(h)} bf16 products"] if h else []
-        desc = ", ".join(parts) if q or h else f"all {dtype}"
+        desc = ", ".join(parts) if q or qx or h else f"all {dtype}"
         if runs and runs[-1][2] == desc:
             runs[-1] = (runs[-1][0], i, desc)
         else:

@@ -430,14 +430,90 @@ def test_down_proj_is_int8_on_request_only_where_the_calibration_texts_agree(tin
         info = m.info().dtype
         cos = float(re.search(r"min cosine against float32 (?:was )?([\d.]+)", info).group(1))
         assert 0.9 < cos <= 1.0, info
+        pooled = "down_proj int8 (the pooled rows in float)"  # a last-token model: its pooled rows stay float
+        assert m.model.backbone.exact_rows == int8
         if int8:
-            assert f"down_proj int8: the calibration texts' min cosine against float32 {cos:.4f} >= -1.0" in info
-            assert "o_proj/qkv_proj/down_proj/gate_up_proj int8" in info, info
+            assert f"{pooled}: the calibration texts' min cosine against float32 {cos:.4f} >= -1.0" in info
+            floats = "bf16 products" if bf16 else "float32"
+            assert f"o_proj/qkv_proj/gate_up_proj int8, down_proj int8 (pooled rows in {floats})" in info, info
+            assert all(type(x.mlp.down_proj.exact) is float_type for x in layers[first:])
             assert _cos(m.encode(TEXTS, progress=False), ref).min() >= 0.99
         else:
-            assert f"down_proj kept float: with down_proj int8 the calibration texts' min cosine against float32 " \
+            assert f"down_proj kept float: with {pooled} the calibration texts' min cosine against float32 " \
                    f"was {cos:.4f} < 1.01" in info, info
             np.testing.assert_array_equal(m.encode(TEXTS, progress=False), never.encode(TEXTS, progress=False))
+
+
+@torch.no_grad()
+def test_int8_linear_computes_the_named_rows_with_its_float_copy():
+    """``rows_R`` rows are the float layer's product bit for bit (repeats allowed), every other row the int8
+    product bit for bit; without a float copy the rows change nothing."""
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(64, 48)
+    x = torch.randn(2, 5, 64)
+    x[..., 7] *= 40  # an outlier channel int8 rounds coarsely around
+    rows = torch.tensor([4, 9, 9])
+    plain = Int8Linear(lin)(x)
+    with_copy = Int8Linear(lin, exact=lin)
+    out = with_copy(x, rows)
+    assert out.shape == (2, 5, 48)
+    flat, want = out.reshape(10, 48), plain.reshape(10, 48)
+    torch.testing.assert_close(flat[[4, 9]], lin(x.reshape(10, 64)[[4, 9]]), rtol=0, atol=0)
+    others = [i for i in range(10) if i not in (4, 9)]
+    torch.testing.assert_close(flat[others], want[others], rtol=0, atol=0)
+    assert (flat[[4, 9]] - want[[4, 9]]).abs().max() > 1e-4  # the named rows did change: int8 differs from float
+    torch.testing.assert_close(Int8Linear(lin)(x, rows), plain, rtol=0, atol=0)
+    assert "named rows exact" in repr(with_copy)
+
+
+def _pooled_int8(path, monkeypatch, **kw) -> Embedder:
+    """An int8 model with down_proj int8 (on request, the check's bar at -1 so it always applies)."""
+    monkeypatch.setenv("HARRIER_INT8_DOWN_PROJ", "1")
+    monkeypatch.setattr(fastpath, "CHECKED_MIN_COS", -1.0)
+    return Embedder.from_pretrained(path, device="cpu", dtype="int8", **kw)
+
+
+def test_pooled_rows_stay_float_in_last_token_models_on_every_path(tiny_gemma3_dir, monkeypatch):
+    """A last-token model with down_proj int8 computes each sequence's last row of down_proj with the float copy
+    (one row per sequence, the one pooling reads); eager, compiled, prefix-cached and long (chunked) paths agree
+    with each other, and turning the rows off changes the vectors."""
+    from harrier.models import long
+
+    m = _pooled_int8(tiny_gemma3_dir, monkeypatch)
+    backbone = m.model.backbone
+    assert backbone.exact_rows
+    seen: list[int] = []
+    backbone.layers[-1].mlp.down_proj.exact.register_forward_pre_hook(lambda mod, args: seen.append(args[0].shape[0]))
+    eager = m.encode(TEXTS, progress=False)
+    assert sum(seen) == len(TEXTS), seen  # one row per sequence (several sequences per batch here)
+    for batch_tokens in (48, 4096):  # batches of one sequence (its row named twice), of one run and of several
+        np.testing.assert_allclose(m.encode(TEXTS, progress=False, batch_tokens=batch_tokens), eager, atol=1e-6)
+    backbone.exact_rows = False
+    assert _cos(m.encode(TEXTS, progress=False), eager).min() < 1 - 1e-6
+    backbone.exact_rows = True
+    comp = _pooled_int8(tiny_gemma3_dir, monkeypatch, compile=True)
+    assert _cos(_encode_all(comp), np.concatenate([eager, eager])).min() >= 0.999
+    assert any(key[-1] for key in comp.model.backbone.compiled._seen)  # the compiled graph took the rows
+    seen.clear()
+    cached = m.encode(TEXTS, prompt_name="web_search_query", progress=False)
+    assert sum(seen) == len(TEXTS) and m.prefix_cache.stats()["hits"], (seen, m.prefix_cache.stats())
+    m.prefix_cache = None
+    uncached = m.encode(TEXTS, prompt_name="web_search_query", progress=False)
+    assert _cos(cached, uncached).min() >= 0.9999  # int8 rounds the prefix's tokens apart (test_prefix_cache's bar)
+    monkeypatch.setattr(long, "LONG_TOKENS", 20)
+    monkeypatch.setattr(long, "TOKEN_CHUNK", 7)  # chunks that split sequences and hold none, one or several rows
+    seen.clear()
+    assert _cos(m.encode(TEXTS, progress=False), eager).min() >= 0.9999
+    assert sum(seen) == len(TEXTS) and len(seen) > 2, seen  # per chunk, each row in the chunk that holds it
+
+
+def test_mean_pooled_models_keep_no_pooled_rows(tiny_embeddinggemma_dir, monkeypatch):
+    """Mean pooling reads every row: down_proj on request is int8 in every row, with no float copy."""
+    m = _pooled_int8(tiny_embeddinggemma_dir, monkeypatch)
+    assert not m.model.backbone.exact_rows
+    downs = [x.mlp.down_proj for x in m.model.backbone.layers if isinstance(x.mlp.down_proj, Int8Linear)]
+    assert downs and all(x.exact is None for x in downs)
+    assert "pooled rows" not in m.info().dtype
 
 
 def test_down_proj_stays_float_with_seven_bit_weights(tiny_gemma3_dir, monkeypatch):

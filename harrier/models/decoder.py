@@ -20,6 +20,13 @@ from harrier.models.layers import MLP, Attention, RMSNorm, rope_cos_sin
 from harrier.packing import BatchPrefix, LayerPrefix, SeqGroups
 
 
+def last_rows(groups: SeqGroups, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Each packed sequence's last row, int64 [max(B, 2)]: a one-sequence batch names its row twice, because dynamo
+    specialises sizes 0 and 1 and a compiled layer would compile again for it."""
+    rows = [start + (j + 1) * length - 1 for start, n, length in groups.runs for j in range(n)]
+    return torch.tensor(rows * 2 if len(rows) == 1 else rows, dtype=torch.int64, device=device)
+
+
 class DecoderLayer(nn.Module):
     def __init__(self, cfg: DecoderConfig, layer_type: str) -> None:
         super().__init__()
@@ -36,19 +43,20 @@ class DecoderLayer(nn.Module):
             self.post_feedforward_layernorm = RMSNorm(cfg.hidden_size, eps, off)
 
     def forward(self, x_TD: torch.Tensor, cos_sin, groups: SeqGroups, prefix: LayerPrefix | None = None,
-                sink: list | None = None) -> torch.Tensor:
-        """``prefix``/``sink``: see ``Attention.forward`` (cached prefix keys/values in, this layer's k/v out)."""
+                sink: list | None = None, rows_R: torch.Tensor | None = None) -> torch.Tensor:
+        """``prefix``/``sink``: see ``Attention.forward`` (cached prefix keys/values in, this layer's k/v out);
+        ``rows_R``: see ``MLP.forward``."""
         if long.use_long_path(x_TD.shape[0]):
-            return long.layer_forward_chunked(self, x_TD, cos_sin, groups, prefix, sink)
-        return self.finish(x_TD, self.self_attn(self.input_layernorm(x_TD), cos_sin, groups, prefix, sink))
+            return long.layer_forward_chunked(self, x_TD, cos_sin, groups, prefix, sink, rows_R)
+        return self.finish(x_TD, self.self_attn(self.input_layernorm(x_TD), cos_sin, groups, prefix, sink), rows_R)
 
-    def finish(self, x_TD: torch.Tensor, attn_TD: torch.Tensor) -> torch.Tensor:
+    def finish(self, x_TD: torch.Tensor, attn_TD: torch.Tensor, rows_R: torch.Tensor | None = None) -> torch.Tensor:
         """Everything after the attention output projection: residual adds, norms and the MLP (per-token work)."""
         if self.sandwich:
             x_TD = x_TD + self.post_attention_layernorm(attn_TD)
-            return x_TD + self.post_feedforward_layernorm(self.mlp(self.pre_feedforward_layernorm(x_TD)))
+            return x_TD + self.post_feedforward_layernorm(self.mlp(self.pre_feedforward_layernorm(x_TD), rows_R))
         x_TD = x_TD + attn_TD
-        return x_TD + self.mlp(self.post_attention_layernorm(x_TD))
+        return x_TD + self.mlp(self.post_attention_layernorm(x_TD), rows_R)
 
 
 class Decoder(nn.Module):
@@ -63,6 +71,9 @@ class Decoder(nn.Module):
         self.gradient_checkpointing = False
         self.compiled: CompiledLayers | None = None  # set by ``compile_layers``; used for inference only
         self.int8_check: str | None = None  # an int8 model's load-time agreement check, in words (fastpath.py)
+        # inference only: the int8 layers that keep a float copy (``Int8Linear.exact``) compute each sequence's
+        # last row with it, the row last-token pooling reads (set by ``fastpath`` for last-token models)
+        self.exact_rows = False
 
     def compile_layers(self) -> CompiledLayers:
         """Run inference layers through ``torch.compile`` from now on (see ``compiled.py``); returns the wrapper
@@ -93,6 +104,7 @@ class Decoder(nn.Module):
         if compiled is not None and (torch.is_grad_enabled() or long.use_long_path(x_TD.shape[0])):
             compiled = None  # the op has no backward; very long batches take the chunked path
         runs = None if compiled is None else runs_tensor(groups, None if prefix is None else prefix.spans)
+        rows_R = last_rows(groups, x_TD.device) if self.exact_rows and not torch.is_grad_enabled() else None
         for i, layer in enumerate(self.layers):
             raise_if_cancelled()  # the server stops a forward whose clients all left (harrier.cancel)
             cos_sin = tables[layer.layer_type]
@@ -100,9 +112,9 @@ class Decoder(nn.Module):
             if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
                 x_TD = checkpoint(layer, x_TD, cos_sin, groups, use_reentrant=False)
             elif compiled is not None:
-                x_TD = compiled(layer, x_TD, *cos_sin, runs, layer_prefix)
+                x_TD = compiled(layer, x_TD, *cos_sin, runs, layer_prefix, rows_R)
             else:
-                x_TD = layer(x_TD, cos_sin, groups, layer_prefix)
+                x_TD = layer(x_TD, cos_sin, groups, layer_prefix, rows_R=rows_R)
         if long.use_long_path(x_TD.shape[0]):
             return long.norm_chunked(self.norm, x_TD)
         return self.norm(x_TD)

@@ -183,10 +183,14 @@ class MLP(nn.Module):
         self.tanh = cfg.activation == "gelu_tanh"
         self.register_module("gate_up_proj", None)  # gate and up in one projection (int8 only, as qkv_proj)
 
-    def forward(self, x_TD: torch.Tensor) -> torch.Tensor:
+    def forward(self, x_TD: torch.Tensor, rows_R: torch.Tensor | None = None) -> torch.Tensor:
+        """``rows_R``: rows an int8 ``down_proj`` with a float copy computes in float (``Decoder.exact_rows``)."""
         if self.gate_up_proj is not None:
             gate, up = self.gate_up_proj(x_TD).chunk(2, dim=-1)
         else:
             gate, up = self.gate_proj(x_TD), None
         gate = F.gelu(gate, approximate="tanh") if self.tanh else F.silu(gate)
-        return self.down_proj(gate * (self.up_proj(x_TD) if up is None else up))
+        h_TF = gate * (self.up_proj(x_TD) if up is None else up)
+        if rows_R is not None and getattr(self.down_proj, "exact", None) is not None:
+            return self.down_proj(h_TF, rows_R)
+        return self.down_proj(h_TF)

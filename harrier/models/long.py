@@ -38,13 +38,14 @@ def _chunks(t: int):
 
 
 def layer_forward_chunked(layer: nn.Module, x_TD: torch.Tensor, cos_sin, groups: SeqGroups,
-                          prefix: LayerPrefix | None = None, sink: list | None = None) -> torch.Tensor:
+                          prefix: LayerPrefix | None = None, sink: list | None = None,
+                          rows_R: torch.Tensor | None = None) -> torch.Tensor:
     """``layer(x_TD)`` of a ``DecoderLayer`` (not imported: decoder.py imports this module) with per-token work in
     chunks; updates the residual stream ``x_TD`` in place and returns it.
 
     The same ops in the same order as ``DecoderLayer.forward``, per chunk of rows; only the row blocking of the
     matrix products differs, so results equal the plain path to float rounding (checked in tests). ``prefix`` and
-    ``sink`` as in ``Attention.forward``.
+    ``sink`` as in ``Attention.forward``, ``rows_R`` as in ``MLP.forward`` (each chunk gets its own rows).
     """
     attn, t = layer.self_attn, x_TD.shape[0]
     cfg = attn.cfg
@@ -60,7 +61,11 @@ def layer_forward_chunked(layer: nn.Module, x_TD: torch.Tensor, cos_sin, groups:
     o = attn.attend(q, k, v, groups, prefix)
     del q, k, v
     for c in _chunks(t):
-        x_TD[c] = layer.finish(x_TD[c], attn.out(o[c], x_TD.dtype))
+        rows = None
+        if rows_R is not None:
+            rows = rows_R[(rows_R >= c.start) & (rows_R < c.stop)] - c.start
+            rows = rows if rows.numel() else None
+        x_TD[c] = layer.finish(x_TD[c], attn.out(o[c], x_TD.dtype), rows)
     return x_TD
 
 
