@@ -236,13 +236,22 @@ def _linear_names(decoder: nn.Module, keep_first: int, keep_last: int,
 def calibrate(decoder: nn.Module, batches: Sequence[tuple[torch.Tensor, torch.Tensor, object]],
               names: Sequence[str], skip: int = CALIBRATION_SKIP) -> dict[str, torch.Tensor]:
     """Per-input-channel amax of each named linear's input over ``batches`` of ``(input_ids_T, position_ids_T,
-    groups)`` (the decoder's forward arguments), leaving out positions below ``skip``."""
+    groups)`` (the decoder's forward arguments), leaving out positions below ``skip``. A batch long enough for the
+    chunked path (``long.LONG_TOKENS``) reaches each linear in consecutive chunks of rows; ``done`` follows them."""
     amax: dict[str, torch.Tensor] = {}
     keep: dict[str, torch.Tensor] = {}
-    hooks = [decoder.register_forward_pre_hook(lambda _m, args: keep.__setitem__("rows", args[1] >= skip))]
+    done: dict[str, int] = {}  # rows of the current batch each linear has seen
+
+    def start(_m, args) -> None:
+        keep["rows"] = args[1] >= skip
+        done.clear()
+    hooks = [decoder.register_forward_pre_hook(start)]
     for name in names:
         def record(_m, args, name=name):
-            x_TK = args[0].reshape(-1, args[0].shape[-1])[keep["rows"]].abs().float()
+            x_TK = args[0].reshape(-1, args[0].shape[-1])
+            first = done.get(name, 0)
+            done[name] = first + x_TK.shape[0]
+            x_TK = x_TK[keep["rows"][first:first + x_TK.shape[0]]].abs().float()
             if x_TK.numel():
                 a = x_TK.amax(dim=0)
                 amax[name] = a if name not in amax else torch.maximum(amax[name], a)

@@ -254,6 +254,26 @@ def _four_layer_config() -> dict:
             "layer_types": ["sliding_attention", "sliding_attention", "sliding_attention", "full_attention"]}
 
 
+@torch.no_grad()
+def test_calibration_of_a_batch_on_the_chunked_long_path_equals_the_plain_path(tiny_gemma3_dir, monkeypatch):
+    """A calibration batch past ``long.LONG_TOKENS`` reaches each linear in chunks of rows: the positions left out
+    follow the chunks, so the amax equals the plain path's (it raised IndexError before)."""
+    from harrier.models import long
+    from harrier.packing import pack
+
+    m = Embedder.from_pretrained(tiny_gemma3_dir, device="cpu", dtype="float32")
+    batch = pack(m.tokenize(TEXTS), device="cpu")
+    batches = [(batch.input_ids_T, batch.position_ids_T, batch.groups)]
+    names, _ = quantize._linear_names(m.model.backbone, 0, 0, ())
+    plain = quantize.calibrate(m.model.backbone, batches, names)
+    monkeypatch.setattr(long, "LONG_TOKENS", 20)
+    monkeypatch.setattr(long, "TOKEN_CHUNK", 7)
+    chunked = quantize.calibrate(m.model.backbone, batches, names)
+    assert plain.keys() == chunked.keys() == set(names)
+    for name in names:
+        torch.testing.assert_close(chunked[name], plain[name], rtol=1e-5, atol=1e-6)
+
+
 def test_smoothing_is_exact_in_float():
     """x / s times W * s is the same product: smoothing moves range, never changes the float result."""
     torch.manual_seed(0)
@@ -467,7 +487,12 @@ def test_int8_linear_computes_the_named_rows_with_its_float_copy():
 
 
 def _pooled_int8(path, monkeypatch, **kw) -> Embedder:
-    """An int8 model with down_proj int8 (on request, the check's bar at -1 so it always applies)."""
+    """An int8 model with down_proj int8 (on request, the check's bar at -1 so it always applies), ``int_mm``
+    forced: the probe's timed pick may be a qlinear backend, whose per-tensor rounding depends on which rows share
+    a product (the chunked path's chunks), so the paths' agreement would depend on timing."""
+    cands = list(_candidates_here().values())
+    monkeypatch.setattr(fastpath, "int8_probe",
+                        lambda compiled=False: choose(cands, 1.0, forced="int_mm", compiled=compiled))
     monkeypatch.setenv("HARRIER_INT8_DOWN_PROJ", "1")
     monkeypatch.setattr(fastpath, "CHECKED_MIN_COS", -1.0)
     return Embedder.from_pretrained(path, device="cpu", dtype="int8", **kw)
