@@ -205,7 +205,7 @@ class Int8Linear(nn.Module):
         if self.bias is not None:
             y = y + self.bias
         if exact_RN is not None:
-            y = y.index_put((rows_R,), exact_RN.to(y.dtype))
+            y = y.index_put((rows_R,), exact_RN)  # both float32 (x_TK is)
         return y.to(x.dtype).view(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:

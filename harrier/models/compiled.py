@@ -184,9 +184,8 @@ class CompiledLayers:
         eager = layer_step if prefix is None else layer_step_prefixed
         if self.fn is None:
             return eager(*args)
-        exact = rows_R is not None and getattr(layer.mlp.down_proj, "exact", None) is not None
         key = (layer.self_attn.window, x_TD.dtype, torch.is_grad_enabled(), prefix is not None,
-               type(layer.self_attn.o_proj).__name__, type(layer.mlp.down_proj).__name__, exact)
+               type(layer.self_attn.o_proj).__name__, type(layer.mlp.down_proj).__name__, rows_R is not None)
         first = key not in self._seen
         t0 = time.perf_counter()
         try:
