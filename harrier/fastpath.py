@@ -20,12 +20,15 @@ from functools import cache
 import torch
 
 from harrier.model import EmbeddingModel
+from harrier.models.decoder import ExactRows
 from harrier.packing import pack
 from harrier.quantize import (
     BACKENDS,
     CHECKED_LINEARS,
     CHECKED_MIN_COS,
     DEFAULT_KEEP_LAST,
+    EXACT_FIRST,
+    EXACT_LINEARS,
     FLOAT_LINEARS,
     QMAX,
     QMAX_NO_SATURATION,
@@ -220,14 +223,17 @@ def apply_fast_modes(model: EmbeddingModel, device: torch.device, *, int8: bool 
                      keep_last: int = DEFAULT_KEEP_LAST, calibration_ids: Sequence[Sequence[int]] = (),
                      faster_mode: Callable[[], str] = lambda: "float32",
                      bf16_faster: Callable[[], bool] = lambda: False,
-                     try_down_proj: bool = False) -> Int8Probe | None:
+                     try_down_proj: bool = False, exact_rows: bool | None = None) -> Int8Probe | None:
     """Quantise (``int8``, smoothing calibrated on ``calibration_ids``) and/or compile (``compile``) a built
     inference model in place. Returns the int8 probe's finding when quantising. ``faster_mode`` names the mode a
     slow int8's warning recommends and ``bf16_faster`` says whether the float linear layers left in an int8 model
     multiply in bf16 (``loading`` passes its bf16 probe: bf16 where it found bf16 faster). ``try_down_proj``
     (``loading``: ``HARRIER_INT8_DOWN_PROJ=1``): ``quantize.CHECKED_LINEARS`` (down_proj) become int8 too where the
     weights are 8-bit and the int8 model agrees with float32 on the calibration texts to ``CHECKED_MIN_COS`` (one
-    float and one int8 pass over them; below it they go back to float with one warning); ``info()`` says which."""
+    float and one int8 pass over them; below it they go back to float with one warning); ``info()`` says which.
+    ``exact_rows`` (``loading``: ``HARRIER_INT8_EXACT_ROWS``): every int8 layer keeps a float copy (bf16 with
+    ``bf16_faster``) for each sequence's rows at positions below ``quantize.EXACT_FIRST`` and, in a last-token
+    model, its pooled row (``Decoder.exact_rows``); None: on for last-token models only."""
     probe = None
     if int8:
         if device.type != "cpu":
@@ -254,13 +260,16 @@ def apply_fast_modes(model: EmbeddingModel, device: torch.device, *, int8: bool 
                      if tried and isinstance(getattr(decoder.layers[i].mlp, name, None), torch.nn.Linear)}
         ref = _embed(model, batch) if originals else None
         float_names = tuple(x for x in FLOAT_LINEARS if x not in CHECKED_LINEARS) if originals else FLOAT_LINEARS
-        # last-token pooling reads one row per sequence: that row of down_proj stays float (its input carries the
-        # largest outliers, and no other token attends to a causal model's last row, so it is the pooled row only)
-        pooled_exact = bool(originals) and model.head.pooling.mode == "lasttoken"
+        # the rows per-token int8 rounds worst (positions 0..EXACT_FIRST-1, Gemma's massive activations) and, in a
+        # last-token model, the pooled row (its down_proj input carries the largest outliers) use float weights;
+        # by default in last-token models only, where the tail needs them (docs/cpu-modes.md)
+        last_token = model.head.pooling.mode == "lasttoken"
+        exact = last_token if exact_rows is None else exact_rows
+        rows = ExactRows(EXACT_FIRST, last_token)
         n = quantize_decoder(decoder, keep_first=keep_first, keep_last=keep_last, backend=probe.backend,
                              calibration=batches, bf16_floats=bf16, float_linears=float_names,
-                             exact_linears=CHECKED_LINEARS if pooled_exact else ())
-        decoder.exact_rows = pooled_exact
+                             exact_linears=EXACT_LINEARS if exact else ())
+        decoder.exact_rows = rows if exact else None
         names = "/".join(CHECKED_LINEARS)
         decoder.int8_check = None
         if try_down_proj and seven_bit:
@@ -270,13 +279,12 @@ def apply_fast_modes(model: EmbeddingModel, device: torch.device, *, int8: bool 
         if originals:
             t0 = time.perf_counter()
             agreement = float(torch.nn.functional.cosine_similarity(_embed(model, batch), ref).min())
-            pooled = " (the pooled rows in float)" if pooled_exact else ""
+            pooled = f" ({rows.words()} in float)" if exact else ""
             if agreement >= CHECKED_MIN_COS:
                 decoder.int8_check = (f"{names} int8{pooled}: the calibration texts' min cosine against float32 "
                                       f"{agreement:.4f} >= {CHECKED_MIN_COS}")
             else:
                 n -= restore_float(decoder, originals, bf16)
-                decoder.exact_rows = False
                 float_names = FLOAT_LINEARS
                 decoder.int8_check = (f"{names} kept float: with {names} int8{pooled} the calibration texts' min "
                                       f"cosine against float32 was {agreement:.4f} < {CHECKED_MIN_COS}")

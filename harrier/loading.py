@@ -133,6 +133,18 @@ def int8_down_proj() -> bool:
     return value == "1"
 
 
+def int8_exact_rows() -> bool | None:
+    """``HARRIER_INT8_EXACT_ROWS``: whether an int8 model's rows at positions 0-2 (and, in a last-token model, each
+    sequence's pooled row) multiply with float weights in every int8 layer (``fastpath.apply_fast_modes``): ``1``
+    on, ``0`` off, unset or ``auto`` (None) on for last-token models only. Measured (docs/cpu-modes.md): the
+    harrier-270m shape's worst MasakhaNEWS headline 0.9936 -> 0.9966 against float32 at 0.91x the speed;
+    EmbeddingGemma (mean pooling, already 0.9971) gains nothing and runs at 0.89x."""
+    value = os.environ.get("HARRIER_INT8_EXACT_ROWS", "auto")
+    if value not in ("0", "1", "auto"):
+        raise ValueError(f"HARRIER_INT8_EXACT_ROWS must be 0, 1 or auto, got {value!r}")
+    return None if value == "auto" else value == "1"
+
+
 def resolve_device(device: str | torch.device | None) -> torch.device:
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -194,7 +206,8 @@ def load_model(name_or_path: str | Path, *, device: str | torch.device | None = 
     calibration = loaded.tokenizer.encode(calibration_texts(), truncation="silent").ids if int8 else ()
     apply_fast_modes(loaded.model, dev, int8=int8, compile=compile, calibration_ids=calibration,
                      faster_mode=lambda: "bfloat16" if cpu_bf16_is_faster() else "float32",
-                     bf16_faster=cpu_bf16_is_faster, try_down_proj=int8 and int8_down_proj())
+                     bf16_faster=cpu_bf16_is_faster, try_down_proj=int8 and int8_down_proj(),
+                     exact_rows=int8_exact_rows() if int8 else None)
     return loaded
 
 

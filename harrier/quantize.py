@@ -30,7 +30,9 @@ error of 152,514 in an int32 result under AVX2): there the probe finds the satur
 
 What stays in floating point: the embedding table, every norm, attention (softmax included), the MLP's
 ``down_proj`` (its input, the GELU-gated product, has the largest outliers; int8 on request where the whole
-model agrees with float32 on the calibration texts with it in int8 too: ``CHECKED_LINEARS``), the first
+model agrees with float32 on the calibration texts with it in int8 too: ``CHECKED_LINEARS``), where exact rows are on
+(``fastpath``; by default in last-token models) each sequence's rows at positions below ``EXACT_FIRST`` and its
+pooled row in every int8 layer (``Int8Linear.exact``, a float copy of the weights), the first
 ``keep_first`` and last ``keep_last`` decoder layers and the Sentence-Transformers Dense heads. Where the bf16
 probe finds bf16 products faster than float32 (AVX512-BF16 / AMX), the decoder's float linear layers multiply in
 bf16 (``Bf16Linear``); elsewhere (AVX2) in float32. The element-wise quantise / dequantise steps are cheap only
@@ -81,6 +83,13 @@ CHECKED_MIN_COS = 0.995  # the calibration texts' worst cosine against float32 t
 SMOOTH_ALPHA = 0.5  # migration strength of the smoothing (0: none, 1: all of the activation range to the weights)
 CALIBRATION_SKIP = 3  # positions 0..2 (BOS and the first tokens, Gemma's massive activations) are not calibrated on
 BACKENDS = ("int_mm", "qlinear-onednn", "qlinear-fbgemm")
+# the rows every int8 layer computes with a float copy of its weights where exact rows are on (``Int8Linear.exact``,
+# ``Decoder.exact_rows``, ``fastpath.apply_fast_modes``): each sequence's positions below EXACT_FIRST (the tokens
+# calibration leaves out: Gemma's massive activations) and, in a last-token model, its pooled row
+EXACT_FIRST = CALIBRATION_SKIP
+# every linear layer name an int8 decoder layer has (fused or not): which keep a float copy for those rows
+EXACT_LINEARS = ("qkv_proj", "q_proj", "k_proj", "v_proj", "o_proj", "gate_up_proj", "gate_proj", "up_proj",
+                 "down_proj")
 
 
 @dataclass(frozen=True)
@@ -295,7 +304,8 @@ def quantize_decoder(decoder: nn.Module, *, keep_first: int | None = None,
                     fused.bias.copy_(torch.cat([x.bias.float() for x in linears]))
             first = f"{parent_name}.{parts[0]}"  # the parts share their input, so their calibrated amax too
             smooth = smoothing_scales(amax[first], fused.weight, alpha) if first in amax else None
-            setattr(parent, fused_attr, Int8Linear(fused, smooth_K=smooth, backend=backend))
+            exact = (Bf16Linear(fused) if bf16_floats else fused) if fused_attr in exact_linears else None
+            setattr(parent, fused_attr, Int8Linear(fused, smooth_K=smooth, backend=backend, exact=exact))
             for p in parts:
                 delattr(parent, p)
                 done.add(f"{parent_name}.{p}")
@@ -346,6 +356,9 @@ def is_int8(model: nn.Module) -> bool:
     return any(isinstance(m, Int8Linear) for m in model.modules())
 
 
+ORDER = {name: i for i, name in enumerate(EXACT_LINEARS)}  # info()'s order of a layer's linear layers
+
+
 def describe_dtype(model: nn.Module, dtype: str) -> str:
     """What ``info()`` says the model computes in: ``dtype``, or for an int8 model which layers are int8, layer by
     layer (runs of layers alike are merged)."""
@@ -355,16 +368,21 @@ def describe_dtype(model: nn.Module, dtype: str) -> str:
         return dtype
     exact = {id(m.exact) for m in int8 if m.exact is not None}  # an int8 layer's float copy for its exact rows
     other = sum(isinstance(m, nn.Linear | Bf16Linear) and id(m) not in exact for m in model.modules())
+    policy = getattr(getattr(model, "backbone", model), "exact_rows", None)
+    rows = "named rows" if policy is None else policy.words()
     runs: list[tuple[int, int, str]] = []
     for i, layer in enumerate(layers):
-        mods = [(n.rsplit(".", 1)[-1], m) for n, m in layer.named_modules() if id(m) not in exact]
+        mods = sorted(((n.rsplit(".", 1)[-1], m) for n, m in layer.named_modules() if id(m) not in exact),
+                      key=lambda nm: ORDER.get(nm[0], len(ORDER)))  # stable: unnamed kinds keep their order
         q = [n for n, m in mods if isinstance(m, Int8Linear) and m.exact is None]
-        qx = [(n, "bf16 products" if isinstance(m.exact, Bf16Linear) else dtype) for n, m in mods
-              if isinstance(m, Int8Linear) and m.exact is not None]
+        qx: dict[str, list[str]] = {}  # int8 layers with a float copy, by the copy's products
+        for n, m in mods:
+            if isinstance(m, Int8Linear) and m.exact is not None:
+                qx.setdefault("bf16 products" if isinstance(m.exact, Bf16Linear) else dtype, []).append(n)
         f = [n for n, m in mods if isinstance(m, nn.Linear)]
         h = [n for n, m in mods if isinstance(m, Bf16Linear)]
         parts = [f"{'/'.join(q)} int8"] if q else []
-        parts += [f"{n} int8 (pooled rows in {d})" for n, d in qx]
+        parts += [f"{'/'.join(ns)} int8 ({rows} in {d})" for d, ns in qx.items()]
         parts += [f"{'/'.join(f)} {dtype}"] if f else []
         parts += [f"{'/'.join(h)} bf16 products"] if h else []
         desc = ", ".join(parts) if q or qx or h else f"all {dtype}"

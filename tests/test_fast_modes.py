@@ -15,6 +15,8 @@ import torch
 from harrier import Embedder, fastpath, loading, quantize
 from harrier.fastpath import Candidate, choose, measure_candidates
 from harrier.models import compiled
+from harrier.models.decoder import ExactRows
+from harrier.packing import SeqGroups
 from harrier.quantize import Int8Backend, Int8Linear, quantize_tokens, quantize_weight
 
 TEXTS = tiny.mixed_texts()[:2] + tiny.mixed_texts()[3:]  # the empty text is refused by encode
@@ -450,17 +452,19 @@ def test_down_proj_is_int8_on_request_only_where_the_calibration_texts_agree(tin
         info = m.info().dtype
         cos = float(re.search(r"min cosine against float32 (?:was )?([\d.]+)", info).group(1))
         assert 0.9 < cos <= 1.0, info
-        pooled = "down_proj int8 (the pooled rows in float)"  # a last-token model: its pooled rows stay float
-        assert m.model.backbone.exact_rows == int8
+        rows = "positions 0-2 and the pooled rows"  # a last-token model: these rows use float weights
+        assert m.model.backbone.exact_rows == ExactRows(quantize.EXACT_FIRST, True)
+        pooled = f"down_proj int8 ({rows} in float)"
+        floats = "bf16 products" if bf16 else "float32"
         if int8:
             assert f"{pooled}: the calibration texts' min cosine against float32 {cos:.4f} >= -1.0" in info
-            floats = "bf16 products" if bf16 else "float32"
-            assert f"o_proj/qkv_proj/gate_up_proj int8, down_proj int8 (pooled rows in {floats})" in info, info
+            assert f"qkv_proj/o_proj/gate_up_proj/down_proj int8 ({rows} in {floats})" in info, info
             assert all(type(x.mlp.down_proj.exact) is float_type for x in layers[first:])
             assert _cos(m.encode(TEXTS, progress=False), ref).min() >= 0.99
         else:
             assert f"down_proj kept float: with {pooled} the calibration texts' min cosine against float32 " \
                    f"was {cos:.4f} < 1.01" in info, info
+            assert f"qkv_proj/o_proj/gate_up_proj int8 ({rows} in {floats}), down_proj {floats}" in info, info
             np.testing.assert_array_equal(m.encode(TEXTS, progress=False), never.encode(TEXTS, progress=False))
 
 
@@ -486,59 +490,128 @@ def test_int8_linear_computes_the_named_rows_with_its_float_copy():
     assert "named rows exact" in repr(with_copy)
 
 
-def _pooled_int8(path, monkeypatch, **kw) -> Embedder:
-    """An int8 model with down_proj int8 (on request, the check's bar at -1 so it always applies), ``int_mm``
+def _int_mm_int8(path, monkeypatch, down_proj: bool = True, **kw) -> Embedder:
+    """An int8 model (with down_proj int8 too: on request, the check's bar at -1 so it always applies), ``int_mm``
     forced: the probe's timed pick may be a qlinear backend, whose per-tensor rounding depends on which rows share
     a product (the chunked path's chunks), so the paths' agreement would depend on timing."""
     cands = list(_candidates_here().values())
     monkeypatch.setattr(fastpath, "int8_probe",
                         lambda compiled=False: choose(cands, 1.0, forced="int_mm", compiled=compiled))
-    monkeypatch.setenv("HARRIER_INT8_DOWN_PROJ", "1")
+    monkeypatch.setenv("HARRIER_INT8_DOWN_PROJ", "1" if down_proj else "0")
     monkeypatch.setattr(fastpath, "CHECKED_MIN_COS", -1.0)
     return Embedder.from_pretrained(path, device="cpu", dtype="int8", **kw)
 
 
-def test_pooled_rows_stay_float_in_last_token_models_on_every_path(tiny_gemma3_dir, monkeypatch):
-    """A last-token model with down_proj int8 computes each sequence's last row of down_proj with the float copy
-    (one row per sequence, the one pooling reads); eager, compiled, prefix-cached and long (chunked) paths agree
-    with each other, and turning the rows off changes the vectors."""
+def _exact_rows_expected(m: Embedder, texts, prefix: str = "", first: int = quantize.EXACT_FIRST) -> int:
+    """How many rows the float copies compute for ``texts`` after ``prefix`` (uncached): per sequence its
+    positions below ``first`` and its last row."""
+    return sum(len(set(range(min(len(ids), first))) | {len(ids) - 1}) for ids in m.tokenize(texts, prefix))
+
+
+def test_exact_rows_by_position_prefix_and_pooling():
+    """Rows at positions below ``first`` and each sequence's last, in packed-row numbers; a cached prefix moves the
+    positions on; a single row is named twice (no size-1 recompile); none at all is None."""
+    groups = SeqGroups(((0, 2, 5), (10, 1, 2), (12, 1, 1)))  # two of 5 tokens, one of 2, one of 1
+    assert ExactRows(3, True).rows(groups).tolist() == [0, 1, 2, 4, 5, 6, 7, 9, 10, 11, 12]
+    assert ExactRows(1, False).rows(groups).tolist() == [0, 5, 10, 12]
+    assert ExactRows(0, True).rows(groups).tolist() == [4, 9, 11, 12]
+    spans = ((0, 2), (0, 0), (0, 5))  # prefixes of 2, none and 5 tokens
+    assert ExactRows(3, True).rows(groups, spans).tolist() == [0, 4, 5, 9, 10, 11, 12]
+    assert ExactRows(3, False).rows(groups, spans).tolist() == [0, 5, 10, 11]
+    one = SeqGroups(((0, 1, 4),))
+    assert ExactRows(3, False).rows(one, ((0, 2),)).tolist() == [0, 0]
+    assert ExactRows(3, False).rows(one, ((0, 3),)) is None
+    assert ExactRows(0, True).rows(one, last=False) is None
+    assert ExactRows(3, True).words() == "positions 0-2 and the pooled rows"
+    assert ExactRows(1, False).words() == "position 0"
+
+
+def test_exact_rows_use_the_float_copies_on_every_path(tiny_gemma3_dir, monkeypatch):
+    """Every int8 layer computes each sequence's rows at positions 0-2 and its pooled (last) row with its float copy;
+    eager, compiled, prefix-cached and long (chunked) paths agree with each other, and turning the rows off
+    changes the vectors."""
     from harrier.models import long
 
-    m = _pooled_int8(tiny_gemma3_dir, monkeypatch)
+    m = _int_mm_int8(tiny_gemma3_dir, monkeypatch)
     backbone = m.model.backbone
-    assert backbone.exact_rows
-    seen: list[int] = []
-    backbone.layers[-1].mlp.down_proj.exact.register_forward_pre_hook(lambda mod, args: seen.append(args[0].shape[0]))
+    assert backbone.exact_rows == ExactRows(quantize.EXACT_FIRST, True)
+    layer = backbone.layers[-1]
+    seen: dict[str, list[int]] = {}
+    for name, mod in (("qkv", layer.self_attn.qkv_proj), ("o", layer.self_attn.o_proj),
+                      ("gate_up", layer.mlp.gate_up_proj), ("down", layer.mlp.down_proj)):
+        assert isinstance(mod, Int8Linear) and mod.exact is not None, name
+        mod.exact.register_forward_pre_hook(lambda mod, args, name=name: seen.setdefault(name, []).append(
+            args[0].shape[0]))
+
+    def counts() -> set[int]:
+        out = {sum(v) for v in seen.values()} if len(seen) == 4 else {-1}
+        seen.clear()
+        return out
+
     eager = m.encode(TEXTS, progress=False)
-    assert sum(seen) == len(TEXTS), seen  # one row per sequence (several sequences per batch here)
-    for batch_tokens in (48, 4096):  # batches of one sequence (its row named twice), of one run and of several
+    assert counts() == {_exact_rows_expected(m, TEXTS)}
+    for batch_tokens in (48, 4096):  # batches of one sequence, of one run and of several
         np.testing.assert_allclose(m.encode(TEXTS, progress=False, batch_tokens=batch_tokens), eager, atol=1e-6)
-    backbone.exact_rows = False
+    rows = backbone.exact_rows
+    backbone.exact_rows = None
     assert _cos(m.encode(TEXTS, progress=False), eager).min() < 1 - 1e-6
-    backbone.exact_rows = True
-    comp = _pooled_int8(tiny_gemma3_dir, monkeypatch, compile=True)
+    backbone.exact_rows = rows
+    comp = _int_mm_int8(tiny_gemma3_dir, monkeypatch, compile=True)
     assert _cos(_encode_all(comp), np.concatenate([eager, eager])).min() >= 0.999
     assert any(key[-1] for key in comp.model.backbone.compiled._seen)  # the compiled graph took the rows
     seen.clear()
+    prompt = m.prompts["web_search_query"]
+    assert len(m.tokenize([""], prompt)[0]) > quantize.EXACT_FIRST  # the cached prefix holds positions 0-2
     cached = m.encode(TEXTS, prompt_name="web_search_query", progress=False)
-    assert sum(seen) == len(TEXTS) and m.prefix_cache.stats()["hits"], (seen, m.prefix_cache.stats())
+    stats = m.prefix_cache.stats()
+    assert stats["hits"] and stats["misses"], stats
+    # each distinct prefix's first rows once (when it is computed), then one pooled row per sequence
+    assert counts() == {quantize.EXACT_FIRST * stats["misses"] + len(TEXTS)}
     m.prefix_cache = None
     uncached = m.encode(TEXTS, prompt_name="web_search_query", progress=False)
+    assert counts() == {_exact_rows_expected(m, TEXTS, prompt)}
     assert _cos(cached, uncached).min() >= 0.9999  # int8 rounds the prefix's tokens apart (test_prefix_cache's bar)
     monkeypatch.setattr(long, "LONG_TOKENS", 20)
     monkeypatch.setattr(long, "TOKEN_CHUNK", 7)  # chunks that split sequences and hold none, one or several rows
-    seen.clear()
     assert _cos(m.encode(TEXTS, progress=False), eager).min() >= 0.9999
-    assert sum(seen) == len(TEXTS) and len(seen) > 2, seen  # per chunk, each row in the chunk that holds it
+    assert counts() == {_exact_rows_expected(m, TEXTS)}  # per chunk, each row in the chunk that holds it
 
 
-def test_mean_pooled_models_keep_no_pooled_rows(tiny_embeddinggemma_dir, monkeypatch):
-    """Mean pooling reads every row: down_proj on request is int8 in every row, with no float copy."""
-    m = _pooled_int8(tiny_embeddinggemma_dir, monkeypatch)
-    assert not m.model.backbone.exact_rows
+def test_mean_pooled_models_keep_the_first_rows_only(tiny_embeddinggemma_dir, monkeypatch):
+    """Mean pooling reads every row: with exact rows on (not by default there) no pooled row, the first positions
+    use the float copies."""
+    monkeypatch.setenv("HARRIER_INT8_EXACT_ROWS", "1")
+    m = _int_mm_int8(tiny_embeddinggemma_dir, monkeypatch)
+    assert m.model.backbone.exact_rows == ExactRows(quantize.EXACT_FIRST, False)
     downs = [x.mlp.down_proj for x in m.model.backbone.layers if isinstance(x.mlp.down_proj, Int8Linear)]
-    assert downs and all(x.exact is None for x in downs)
-    assert "pooled rows" not in m.info().dtype
+    assert downs and all(x.exact is not None for x in downs)
+    assert "pooled rows" not in m.info().dtype and "(positions 0-2 in " in m.info().dtype
+
+
+@pytest.mark.parametrize("fixture", ["tiny_gemma3_dir", "tiny_embeddinggemma_dir"])
+def test_exact_rows_setting(fixture, request, monkeypatch):
+    """HARRIER_INT8_EXACT_ROWS: unset or auto, on for last-token models only; 0 off (no float copies, no rows, other
+    vectors); 1 on for any model; anything else one clear error."""
+    path = request.getfixturevalue(fixture)
+    last_token = fixture == "tiny_gemma3_dir"
+    models = {}
+    for value in (None, "auto", "0", "1"):
+        if value is None:
+            monkeypatch.delenv("HARRIER_INT8_EXACT_ROWS", raising=False)
+        else:
+            monkeypatch.setenv("HARRIER_INT8_EXACT_ROWS", value)
+        m = models[value] = _int_mm_int8(path, monkeypatch, down_proj=False)
+        on = value == "1" or (value != "0" and last_token)
+        int8 = [x for x in m.model.modules() if isinstance(x, Int8Linear)]
+        assert int8 and all((x.exact is not None) == on for x in int8), value
+        assert m.model.backbone.exact_rows == (ExactRows(quantize.EXACT_FIRST, last_token) if on else None)
+        assert ("(positions 0-2" in m.info().dtype) == on, m.info().dtype
+    on, off = models["1"].encode(TEXTS, progress=False), models["0"].encode(TEXTS, progress=False)
+    assert _cos(on, off).min() < 1 - 1e-6
+    np.testing.assert_array_equal(models[None].encode(TEXTS, progress=False), on if last_token else off)
+    monkeypatch.setenv("HARRIER_INT8_EXACT_ROWS", "yes")
+    with pytest.raises(ValueError, match="HARRIER_INT8_EXACT_ROWS must be 0, 1 or auto, got 'yes'"):
+        Embedder.from_pretrained(path, device="cpu", dtype="int8")
 
 
 def test_down_proj_stays_float_with_seven_bit_weights(tiny_gemma3_dir, monkeypatch):

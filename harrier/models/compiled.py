@@ -88,11 +88,11 @@ def runs_tensor(groups: SeqGroups, spans: tuple[tuple[int, int], ...] | None = N
 def layer_step(layer: nn.Module, x_TD: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                runs_3R: torch.Tensor, rows_R: torch.Tensor | None = None) -> torch.Tensor:
     """One ``DecoderLayer`` forward (the same modules and order) with tensors only, so it compiles as one graph.
-    ``rows_R``: see ``MLP.forward`` (a graph input, so any number of sequences reuses the graph)."""
+    ``rows_R``: see ``layers.project`` (a graph input, so any number of sequences reuses the graph)."""
     attn = layer.self_attn
-    q, k, v = attn.qkv(layer.input_layernorm(x_TD), (cos, sin))
+    q, k, v = attn.qkv(layer.input_layernorm(x_TD), (cos, sin), rows_R)
     o = torch.ops.harrier.varlen_attention(q, k, v, runs_3R, attn.cfg.causal, attn.window or 0, attn.cfg.attn_scale)
-    return layer.finish(x_TD, attn.out(o, x_TD.dtype), rows_R)
+    return layer.finish(x_TD, attn.out(o, x_TD.dtype, rows_R), rows_R)
 
 
 def layer_step_prefixed(layer: nn.Module, x_TD: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
@@ -100,10 +100,10 @@ def layer_step_prefixed(layer: nn.Module, x_TD: torch.Tensor, cos: torch.Tensor,
                         rows_R: torch.Tensor | None = None) -> torch.Tensor:
     """``layer_step`` for sequences that continue cached prefixes (``runs_5R``: see ``runs_tensor``)."""
     attn = layer.self_attn
-    q, k, v = attn.qkv(layer.input_layernorm(x_TD), (cos, sin))
+    q, k, v = attn.qkv(layer.input_layernorm(x_TD), (cos, sin), rows_R)
     o = torch.ops.harrier.varlen_attention_prefixed(q, k, v, runs_5R, k_PKE, v_PKE, attn.cfg.causal, attn.window or 0,
                                                     attn.cfg.attn_scale)
-    return layer.finish(x_TD, attn.out(o, x_TD.dtype), rows_R)
+    return layer.finish(x_TD, attn.out(o, x_TD.dtype, rows_R), rows_R)
 
 
 # a compiled layer's first output must be this close to eager's (relative L2 error over the batch): float rounding
@@ -179,7 +179,7 @@ class CompiledLayers:
                  runs: torch.Tensor, prefix: LayerPrefix | None = None,
                  rows_R: torch.Tensor | None = None) -> torch.Tensor:
         """``runs``: ``runs_tensor(groups)``, or ``runs_tensor(groups, prefix.spans)`` with a ``prefix``;
-        ``rows_R``: see ``MLP.forward``."""
+        ``rows_R``: see ``layers.project``."""
         args = (layer, x_TD, cos, sin, runs) + (() if prefix is None else (prefix.k_PKE, prefix.v_PKE)) + (rows_R,)
         eager = layer_step if prefix is None else layer_step_prefixed
         if self.fn is None:

@@ -8,6 +8,8 @@ Shape legend: T = packed tokens, D = hidden size, B = sequences.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
@@ -20,11 +22,36 @@ from harrier.models.layers import MLP, Attention, RMSNorm, rope_cos_sin
 from harrier.packing import BatchPrefix, LayerPrefix, SeqGroups
 
 
-def last_rows(groups: SeqGroups, device: torch.device | str = "cpu") -> torch.Tensor:
-    """Each packed sequence's last row, int64 [max(B, 2)]: a one-sequence batch names its row twice, because dynamo
-    specialises sizes 0 and 1 and a compiled layer would compile again for it."""
-    rows = [start + (j + 1) * length - 1 for start, n, length in groups.runs for j in range(n)]
-    return torch.tensor(rows * 2 if len(rows) == 1 else rows, dtype=torch.int64, device=device)
+@dataclass(frozen=True)
+class ExactRows:
+    """Which rows of a packed batch an int8 model's layers that keep a float copy (``Int8Linear.exact``) compute
+    with it: each sequence's tokens at positions below ``first`` (BOS and the first tokens, which carry Gemma's
+    massive activations: the rows per-token int8 rounds worst) and, with ``last``, its last row (the row last-token
+    pooling reads). Inference only."""
+
+    first: int = 0
+    last: bool = False
+
+    def words(self) -> str:
+        """These rows in words, for ``info()``."""
+        first = [f"positions 0-{self.first - 1}" if self.first > 1 else "position 0"] if self.first else []
+        return " and ".join(first + (["the pooled rows"] if self.last else [])) or "no rows"
+
+    def rows(self, groups: SeqGroups, spans: tuple[tuple[int, int], ...] | None = None,
+             device: torch.device | str = "cpu", last: bool | None = None) -> torch.Tensor | None:
+        """The rows, int64, sorted; None where there are none. ``spans``: each run's cached prefix (start, length),
+        whose tokens come first (positions count from the prefix's start); ``last`` overrides ``self.last``. A
+        single row is named twice, because dynamo specialises sizes 0 and 1 and a compiled layer would compile
+        again for it."""
+        last = self.last if last is None else last
+        rows: list[int] = []
+        for r, (start, n, length) in enumerate(groups.runs):
+            head = min(length, max(0, self.first - (spans[r][1] if spans is not None else 0)))
+            own = list(range(head)) + ([length - 1] if last and length > head else [])
+            rows += [start + j * length + p for j in range(n) for p in own]
+        if not rows:
+            return None
+        return torch.tensor(rows * 2 if len(rows) == 1 else rows, dtype=torch.int64, device=device)
 
 
 class DecoderLayer(nn.Module):
@@ -45,10 +72,11 @@ class DecoderLayer(nn.Module):
     def forward(self, x_TD: torch.Tensor, cos_sin, groups: SeqGroups, prefix: LayerPrefix | None = None,
                 sink: list | None = None, rows_R: torch.Tensor | None = None) -> torch.Tensor:
         """``prefix``/``sink``: see ``Attention.forward`` (cached prefix keys/values in, this layer's k/v out);
-        ``rows_R``: see ``MLP.forward``."""
+        ``rows_R``: see ``layers.project``."""
         if long.use_long_path(x_TD.shape[0]):
             return long.layer_forward_chunked(self, x_TD, cos_sin, groups, prefix, sink, rows_R)
-        return self.finish(x_TD, self.self_attn(self.input_layernorm(x_TD), cos_sin, groups, prefix, sink), rows_R)
+        attn_TD = self.self_attn(self.input_layernorm(x_TD), cos_sin, groups, prefix, sink, rows_R)
+        return self.finish(x_TD, attn_TD, rows_R)
 
     def finish(self, x_TD: torch.Tensor, attn_TD: torch.Tensor, rows_R: torch.Tensor | None = None) -> torch.Tensor:
         """Everything after the attention output projection: residual adds, norms and the MLP (per-token work)."""
@@ -71,9 +99,8 @@ class Decoder(nn.Module):
         self.gradient_checkpointing = False
         self.compiled: CompiledLayers | None = None  # set by ``compile_layers``; used for inference only
         self.int8_check: str | None = None  # an int8 model's load-time agreement check, in words (fastpath.py)
-        # inference only: the int8 layers that keep a float copy (``Int8Linear.exact``) compute each sequence's
-        # last row with it, the row last-token pooling reads (set by ``fastpath`` for last-token models)
-        self.exact_rows = False
+        # inference only: the rows the int8 layers that keep a float copy compute with it (set by ``fastpath``)
+        self.exact_rows: ExactRows | None = None
 
     def compile_layers(self) -> CompiledLayers:
         """Run inference layers through ``torch.compile`` from now on (see ``compiled.py``); returns the wrapper
@@ -104,7 +131,9 @@ class Decoder(nn.Module):
         if compiled is not None and (torch.is_grad_enabled() or long.use_long_path(x_TD.shape[0])):
             compiled = None  # the op has no backward; very long batches take the chunked path
         runs = None if compiled is None else runs_tensor(groups, None if prefix is None else prefix.spans)
-        rows_R = last_rows(groups, x_TD.device) if self.exact_rows and not torch.is_grad_enabled() else None
+        rows_R = None
+        if self.exact_rows is not None and not torch.is_grad_enabled():
+            rows_R = self.exact_rows.rows(groups, None if prefix is None else prefix.spans, x_TD.device)
         for i, layer in enumerate(self.layers):
             raise_if_cancelled()  # the server stops a forward whose clients all left (harrier.cancel)
             cos_sin = tables[layer.layer_type]
@@ -126,9 +155,11 @@ class Decoder(nn.Module):
         length = input_ids_T.shape[0]
         x_TD, tables = self._embed(input_ids_T, torch.arange(length, device=input_ids_T.device))
         groups = SeqGroups(((0, 1, length),))
+        # the prefix's first rows as the batch's own would be (its last row is not a sequence's last)
+        rows_R = None if self.exact_rows is None else self.exact_rows.rows(groups, None, x_TD.device, last=False)
         out = []
         for layer in self.layers:
             sink: list = []
-            x_TD = layer(x_TD, tables[layer.layer_type], groups, None, sink)
+            x_TD = layer(x_TD, tables[layer.layer_type], groups, None, sink, rows_R)
             out.append(sink[0])
         return tuple(out)

@@ -117,6 +117,14 @@ def varlen_attention(q_THE, k_TKE, v_TKE, groups: SeqGroups, *, causal: bool, wi
     return out
 
 
+def project(linear: nn.Module, x: torch.Tensor, rows_R: torch.Tensor | None) -> torch.Tensor:
+    """``linear(x)``; an int8 layer that keeps a float copy (``Int8Linear.exact``) computes the rows ``rows_R`` names
+    (int64 indices of ``x``'s rows, see ``Decoder.exact_rows``) with it."""
+    if rows_R is not None and getattr(linear, "exact", None) is not None:
+        return linear(x, rows_R)
+    return linear(x)
+
+
 class Attention(nn.Module):
     def __init__(self, cfg: DecoderConfig, layer_type: str) -> None:
         super().__init__()
@@ -137,14 +145,16 @@ class Attention(nn.Module):
         # Set by int8 quantisation where bf16 products are the faster (quantize.py); its output is cast back
         self.attn_dtype: torch.dtype | None = None
 
-    def qkv(self, x_TD: torch.Tensor, cos_sin) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Per-token part before attention: projections, q/k norms, rope. Returns q [T, H, E], k and v [T, K, E]."""
+    def qkv(self, x_TD: torch.Tensor, cos_sin, rows_R: torch.Tensor | None = None
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-token part before attention: projections, q/k norms, rope. Returns q [T, H, E], k and v [T, K, E].
+        ``rows_R``: see ``project``."""
         cfg, t = self.cfg, x_TD.shape[0]
         if self.qkv_proj is not None:
             nq, nkv = cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim
-            q_TN, k_TN, v_TN = self.qkv_proj(x_TD).split((nq, nkv, nkv), dim=-1)
+            q_TN, k_TN, v_TN = project(self.qkv_proj, x_TD, rows_R).split((nq, nkv, nkv), dim=-1)
         else:
-            q_TN, k_TN, v_TN = self.q_proj(x_TD), self.k_proj(x_TD), self.v_proj(x_TD)
+            q_TN, k_TN, v_TN = (project(p, x_TD, rows_R) for p in (self.q_proj, self.k_proj, self.v_proj))
         q = self.q_norm(q_TN.reshape(t, cfg.num_heads, cfg.head_dim))
         k = self.k_norm(k_TN.reshape(t, cfg.num_kv_heads, cfg.head_dim))
         v = v_TN.reshape(t, cfg.num_kv_heads, cfg.head_dim)
@@ -154,9 +164,9 @@ class Attention(nn.Module):
             return q.to(self.attn_dtype), k.to(self.attn_dtype), v.to(self.attn_dtype)
         return q, k, v
 
-    def out(self, o_THE: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    def out(self, o_THE: torch.Tensor, dtype: torch.dtype, rows_R: torch.Tensor | None = None) -> torch.Tensor:
         """The output projection of attention's [T, H, E] result, back in the layer's ``dtype``: [T, D]."""
-        return self.o_proj(o_THE.reshape(o_THE.shape[0], -1).to(dtype))
+        return project(self.o_proj, o_THE.reshape(o_THE.shape[0], -1).to(dtype), rows_R)
 
     def attend(self, q_THE, k_TKE, v_TKE, groups: SeqGroups, prefix: LayerPrefix | None = None) -> torch.Tensor:
         cfg = self.cfg
@@ -164,14 +174,15 @@ class Attention(nn.Module):
                                 scale=cfg.attn_scale, prefix=prefix)
 
     def forward(self, x_TD: torch.Tensor, cos_sin, groups: SeqGroups, prefix: LayerPrefix | None = None,
-                sink: list | None = None) -> torch.Tensor:
+                sink: list | None = None, rows_R: torch.Tensor | None = None) -> torch.Tensor:
         """``prefix``: cached keys/values the sequences continue; ``sink``: a list that receives this layer's
-        (k [T, K, E], v [T, K, E]), which is how a prefix's keys and values are captured."""
-        q, k, v = self.qkv(x_TD, cos_sin)
+        (k [T, K, E], v [T, K, E]), which is how a prefix's keys and values are captured; ``rows_R``: see
+        ``project``."""
+        q, k, v = self.qkv(x_TD, cos_sin, rows_R)
         if sink is not None:  # own copies: with fused q/k/v, v is a view that would keep the whole [T, q+k+v] output
             sink.append((k.contiguous(), v.contiguous()))
         o = self.attend(q, k, v, groups, prefix)
-        return self.out(o, x_TD.dtype)
+        return self.out(o, x_TD.dtype, rows_R)
 
 
 class MLP(nn.Module):
@@ -184,13 +195,11 @@ class MLP(nn.Module):
         self.register_module("gate_up_proj", None)  # gate and up in one projection (int8 only, as qkv_proj)
 
     def forward(self, x_TD: torch.Tensor, rows_R: torch.Tensor | None = None) -> torch.Tensor:
-        """``rows_R``: rows an int8 ``down_proj`` with a float copy computes in float (``Decoder.exact_rows``)."""
+        """``rows_R``: see ``project``."""
         if self.gate_up_proj is not None:
-            gate, up = self.gate_up_proj(x_TD).chunk(2, dim=-1)
+            gate, up = project(self.gate_up_proj, x_TD, rows_R).chunk(2, dim=-1)
         else:
-            gate, up = self.gate_proj(x_TD), None
+            gate, up = project(self.gate_proj, x_TD, rows_R), None
         gate = F.gelu(gate, approximate="tanh") if self.tanh else F.silu(gate)
-        h_TF = gate * (self.up_proj(x_TD) if up is None else up)
-        if rows_R is not None and getattr(self.down_proj, "exact", None) is not None:
-            return self.down_proj(h_TF, rows_R)
-        return self.down_proj(h_TF)
+        h_TF = gate * (project(self.up_proj, x_TD, rows_R) if up is None else up)
+        return project(self.down_proj, h_TF, rows_R)

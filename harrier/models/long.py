@@ -45,7 +45,7 @@ def layer_forward_chunked(layer: nn.Module, x_TD: torch.Tensor, cos_sin, groups:
 
     The same ops in the same order as ``DecoderLayer.forward``, per chunk of rows; only the row blocking of the
     matrix products differs, so results equal the plain path to float rounding (checked in tests). ``prefix`` and
-    ``sink`` as in ``Attention.forward``, ``rows_R`` as in ``MLP.forward`` (each chunk gets its own rows).
+    ``sink`` as in ``Attention.forward``, ``rows_R`` as in ``layers.project`` (each chunk gets its own rows).
     """
     attn, t = layer.self_attn, x_TD.shape[0]
     cfg = attn.cfg
@@ -55,18 +55,23 @@ def layer_forward_chunked(layer: nn.Module, x_TD: torch.Tensor, cos_sin, groups:
     k = x_TD.new_empty(t, cfg.num_kv_heads, cfg.head_dim, dtype=dtype)
     v = x_TD.new_empty(t, cfg.num_kv_heads, cfg.head_dim, dtype=dtype)
     for c in _chunks(t):
-        q[c], k[c], v[c] = attn.qkv(layer.input_layernorm(x_TD[c]), (cos[c], sin[c]))
+        q[c], k[c], v[c] = attn.qkv(layer.input_layernorm(x_TD[c]), (cos[c], sin[c]), _rows_in(rows_R, c))
     if sink is not None:
         sink.append((k, v))
     o = attn.attend(q, k, v, groups, prefix)
     del q, k, v
     for c in _chunks(t):
-        rows = None
-        if rows_R is not None:
-            rows = rows_R[(rows_R >= c.start) & (rows_R < c.stop)] - c.start
-            rows = rows if rows.numel() else None
-        x_TD[c] = layer.finish(x_TD[c], attn.out(o[c], x_TD.dtype), rows)
+        rows = _rows_in(rows_R, c)
+        x_TD[c] = layer.finish(x_TD[c], attn.out(o[c], x_TD.dtype, rows), rows)
     return x_TD
+
+
+def _rows_in(rows_R: torch.Tensor | None, c: slice) -> torch.Tensor | None:
+    """The rows of ``rows_R`` inside chunk ``c``, counted from its start (None where there are none)."""
+    if rows_R is None:
+        return None
+    rows = rows_R[(rows_R >= c.start) & (rows_R < c.stop)] - c.start
+    return rows if rows.numel() else None
 
 
 def norm_chunked(norm: RMSNorm, x_TD: torch.Tensor) -> torch.Tensor:
