@@ -27,6 +27,7 @@ from harrier.quantize import (
     CHECKED_LINEARS,
     CHECKED_MIN_COS,
     DEFAULT_KEEP_LAST,
+    EXACT_EDGE_LAYERS,
     EXACT_FIRST,
     EXACT_LINEARS,
     FLOAT_LINEARS,
@@ -34,6 +35,7 @@ from harrier.quantize import (
     QMAX_NO_SATURATION,
     Int8Backend,
     Int8Linear,
+    edge_layers,
     keep_first_for,
     quantize_decoder,
     restore_float,
@@ -268,7 +270,8 @@ def apply_fast_modes(model: EmbeddingModel, device: torch.device, *, int8: bool 
         rows = ExactRows(EXACT_FIRST, last_token)
         n = quantize_decoder(decoder, keep_first=keep_first, keep_last=keep_last, backend=probe.backend,
                              calibration=batches, bf16_floats=bf16, float_linears=float_names,
-                             exact_linears=EXACT_LINEARS if exact else ())
+                             exact_linears=EXACT_LINEARS if exact else (),
+                             exact_layers=edge_layers(first, len(decoder.layers) - keep_last, EXACT_EDGE_LAYERS))
         decoder.exact_rows = rows if exact else None
         names = "/".join(CHECKED_LINEARS)
         decoder.int8_check = None

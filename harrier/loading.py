@@ -136,9 +136,10 @@ def int8_down_proj() -> bool:
 def int8_exact_rows() -> bool | None:
     """``HARRIER_INT8_EXACT_ROWS``: whether an int8 model's rows at positions 0-2 (and, in a last-token model, each
     sequence's pooled row) multiply with float weights in every int8 layer (``fastpath.apply_fast_modes``): ``1``
-    on, ``0`` off, unset or ``auto`` (None) on for last-token models only. Measured (docs/cpu-modes.md): the
-    harrier-270m shape's worst MasakhaNEWS headline 0.9936 -> 0.9966 against float32 at 0.91x the speed;
-    EmbeddingGemma (mean pooling, already 0.9971) gains nothing and runs at 0.89x."""
+    on, ``0`` off, unset or ``auto`` (None) on for last-token models only; the copies are kept in the first and
+    last ``quantize.EXACT_EDGE_LAYERS`` int8 layers. Measured (docs/cpu-modes.md): the harrier-270m shape's worst
+    MasakhaNEWS headline 0.9936 -> 0.9973 against float32 at 0.92x the speed; EmbeddingGemma (mean pooling,
+    already 0.9971) gains nothing, with the rows in every int8 layer it ran at 0.89x."""
     value = os.environ.get("HARRIER_INT8_EXACT_ROWS", "auto")
     if value not in ("0", "1", "auto"):
         raise ValueError(f"HARRIER_INT8_EXACT_ROWS must be 0, 1 or auto, got {value!r}")

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -60,6 +60,13 @@ DEFAULT_KEEP_LAST = 0  # decoder layers next to the pooling that stay in floatin
 # rounding written out in float) min cosine 0.9950 with none, 0.9963 with one, 0.9984 with two. At most a quarter
 # of the layers (a 2-layer test model keeps none)
 DEFAULT_KEEP_FIRST = 2
+
+
+def edge_layers(first: int, end: int, edge: int | None) -> range | list[int]:
+    """Layer indices ``first..end-1``, or their first and last ``edge`` (all where ``2 * edge`` covers them)."""
+    if edge is None or 2 * edge >= end - first:
+        return range(first, end)
+    return list(range(first, first + edge)) + list(range(end - edge, end))
 
 
 def keep_first_for(num_layers: int, keep_first: int | None = None) -> int:
@@ -87,6 +94,10 @@ BACKENDS = ("int_mm", "qlinear-onednn", "qlinear-fbgemm")
 # ``Decoder.exact_rows``, ``fastpath.apply_fast_modes``): each sequence's positions below EXACT_FIRST (the tokens
 # calibration leaves out: Gemma's massive activations) and, in a last-token model, its pooled row
 EXACT_FIRST = CALIBRATION_SKIP
+# the int8 layers that keep the copies: the first and last EXACT_EDGE_LAYERS of them (all where that covers them;
+# None: all). The 270m shape, compiled, one run (docs/cpu-modes.md): in all 16 int8 layers 1.81x float32, worst
+# headline 0.9966; in the first and last 4 1.97x, 0.9973 (eager: layers 2-9 0.9964, 10-17 0.9935); none 2.15x, 0.9936
+EXACT_EDGE_LAYERS: int | None = 4
 # every linear layer name an int8 decoder layer has (fused or not): which keep a float copy for those rows
 EXACT_LINEARS = ("qkv_proj", "q_proj", "k_proj", "v_proj", "o_proj", "gate_up_proj", "gate_proj", "up_proj",
                  "down_proj")
@@ -279,7 +290,7 @@ def quantize_decoder(decoder: nn.Module, *, keep_first: int | None = None,
                      backend: Int8Backend = Int8Backend(),
                      calibration: Sequence[tuple[torch.Tensor, torch.Tensor, object]] = (),
                      alpha: float = SMOOTH_ALPHA, bf16_floats: bool = False, fuse: bool = True,
-                     exact_linears: tuple[str, ...] = ()) -> int:
+                     exact_linears: tuple[str, ...] = (), exact_layers: Collection[int] | None = None) -> int:
     """Replace the linear layers of the decoder layers but the first ``keep_first`` (default: see
     ``keep_first_for``) and the last ``keep_last``,
     except those named in ``float_linears``, with ``Int8Linear``, in place; with ``calibration`` batches (see
@@ -288,7 +299,8 @@ def quantize_decoder(decoder: nn.Module, *, keep_first: int | None = None,
     input, become one int8 projection each (``qkv_proj``, ``gate_up_proj``: the input is smoothed with one scale per
     channel over the group's weights, SmoothQuant's rule, and quantised once). Returns how many of the model's
     linear layers became int8. ``exact_linears``: the int8 layers of these names keep their float layer as
-    ``Int8Linear.exact`` (in bf16 with ``bf16_floats``), for the rows a forward names. Inference only."""
+    ``Int8Linear.exact`` (in bf16 with ``bf16_floats``), for the rows a forward names; ``exact_layers``: only in
+    these decoder layers (None: all). Inference only."""
     names, kept = _linear_names(decoder, keep_first_for(len(decoder.layers), keep_first), keep_last, float_linears)
     amax = calibrate(decoder, calibration, names) if calibration else {}
     done: set[str] = set()
@@ -304,7 +316,8 @@ def quantize_decoder(decoder: nn.Module, *, keep_first: int | None = None,
                     fused.bias.copy_(torch.cat([x.bias.float() for x in linears]))
             first = f"{parent_name}.{parts[0]}"  # the parts share their input, so their calibrated amax too
             smooth = smoothing_scales(amax[first], fused.weight, alpha) if first in amax else None
-            exact = (Bf16Linear(fused) if bf16_floats else fused) if fused_attr in exact_linears else None
+            wanted = fused_attr in exact_linears and (exact_layers is None or _layer_of(parent_name) in exact_layers)
+            exact = (Bf16Linear(fused) if bf16_floats else fused) if wanted else None
             setattr(parent, fused_attr, Int8Linear(fused, smooth_K=smooth, backend=backend, exact=exact))
             for p in parts:
                 delattr(parent, p)
@@ -320,9 +333,15 @@ def quantize_decoder(decoder: nn.Module, *, keep_first: int | None = None,
             setattr(parent, attr, Bf16Linear(linear))
             continue
         smooth = smoothing_scales(amax[name], linear.weight, alpha) if name in amax else None
-        exact = (Bf16Linear(linear) if bf16_floats else linear) if attr in exact_linears else None
+        wanted = attr in exact_linears and (exact_layers is None or _layer_of(parent_name) in exact_layers)
+        exact = (Bf16Linear(linear) if bf16_floats else linear) if wanted else None
         setattr(parent, attr, Int8Linear(linear, smooth_K=smooth, backend=backend, exact=exact))
     return len(names)
+
+
+def _layer_of(name: str) -> int:
+    """The decoder layer index of a qualified name ``layers.{i}.…``."""
+    return int(name.split(".")[1])
 
 
 FUSED = {"self_attn": ("qkv_proj", ("q_proj", "k_proj", "v_proj")), "mlp": ("gate_up_proj", ("gate_proj", "up_proj"))}

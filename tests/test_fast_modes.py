@@ -713,3 +713,32 @@ def test_the_cli_prints_harriers_warnings_once(tiny_gemma3_dir):
     assert len(said) == 1 and said[0].startswith("harrier: WARNING: HARRIER_INT8_DOWN_PROJ=1 not applied: "), \
         proc.stderr
     assert "RuntimeWarning" not in proc.stderr, proc.stderr
+
+
+def test_edge_layers():
+    """The first and last ``edge`` layers of a range, or all of it where they would cover it."""
+    assert list(quantize.edge_layers(2, 18, 4)) == [2, 3, 4, 5, 14, 15, 16, 17]
+    assert list(quantize.edge_layers(2, 10, 4)) == list(range(2, 10))
+    assert list(quantize.edge_layers(0, 3, 1)) == [0, 2]
+    assert list(quantize.edge_layers(2, 18, None)) == list(range(2, 18))
+
+
+def test_exact_rows_only_in_the_edge_layers(tiny_gemma3_dir, monkeypatch):
+    """With EXACT_EDGE_LAYERS 1 of a 3-layer model's int8 layers the first and last keep the copies and compute the
+    rows with them, the middle one none; info() says so per layer; the rows still change the vectors."""
+    monkeypatch.setattr(fastpath, "EXACT_EDGE_LAYERS", 1)
+    m = _int_mm_int8(tiny_gemma3_dir, monkeypatch, down_proj=False)
+    layers = m.model.backbone.layers
+    assert quantize.keep_first_for(len(layers)) == 0 and len(layers) == 3
+    have = [[x.exact is not None for x in layer.modules() if isinstance(x, Int8Linear)] for layer in layers]
+    assert have == [[True] * 3, [False] * 3, [True] * 3], have
+    info = m.info().dtype
+    assert "layer 0: qkv_proj/o_proj/gate_up_proj int8 (positions 0-2 and the pooled rows in " in info, info
+    assert "layer 1: qkv_proj/o_proj/gate_up_proj int8, down_proj " in info, info
+    assert "layer 2: qkv_proj/o_proj/gate_up_proj int8 (positions 0-2 and the pooled rows in " in info, info
+    seen: list[int] = []
+    layers[2].self_attn.o_proj.exact.register_forward_pre_hook(lambda mod, args: seen.append(args[0].shape[0]))
+    vectors = m.encode(TEXTS, progress=False)
+    assert sum(seen) == _exact_rows_expected(m, TEXTS)
+    m.model.backbone.exact_rows = None
+    assert _cos(m.encode(TEXTS, progress=False), vectors).min() < 1 - 1e-6
