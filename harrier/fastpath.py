@@ -233,9 +233,10 @@ def apply_fast_modes(model: EmbeddingModel, device: torch.device, *, int8: bool 
     (``loading``: ``HARRIER_INT8_DOWN_PROJ=1``): ``quantize.CHECKED_LINEARS`` (down_proj) become int8 too where the
     weights are 8-bit and the int8 model agrees with float32 on the calibration texts to ``CHECKED_MIN_COS`` (one
     float and one int8 pass over them; below it they go back to float with one warning); ``info()`` says which.
-    ``exact_rows`` (``loading``: ``HARRIER_INT8_EXACT_ROWS``): every int8 layer keeps a float copy (bf16 with
-    ``bf16_faster``) for each sequence's rows at positions below ``quantize.EXACT_FIRST`` and, in a last-token
-    model, its pooled row (``Decoder.exact_rows``); None: on for last-token models only."""
+    ``exact_rows`` (``loading``: ``HARRIER_INT8_EXACT_ROWS``): the int8 layers ``quantize.edge_layers`` picks
+    (``EXACT_EDGE_LAYERS``) keep a float copy (bf16 with ``bf16_faster``) for each sequence's rows at positions
+    below ``quantize.EXACT_FIRST`` and, in a last-token model, its pooled row (``Decoder.exact_rows``); None: on
+    for last-token models only."""
     probe = None
     if int8:
         if device.type != "cpu":

@@ -135,7 +135,7 @@ def int8_down_proj() -> bool:
 
 def int8_exact_rows() -> bool | None:
     """``HARRIER_INT8_EXACT_ROWS``: whether an int8 model's rows at positions 0-2 (and, in a last-token model, each
-    sequence's pooled row) multiply with float weights in every int8 layer (``fastpath.apply_fast_modes``): ``1``
+    sequence's pooled row) multiply with float weights in int8 layers (``fastpath.apply_fast_modes``): ``1``
     on, ``0`` off, unset or ``auto`` (None) on for last-token models only; the copies are kept in the first and
     last ``quantize.EXACT_EDGE_LAYERS`` int8 layers. Measured (docs/cpu-modes.md): the harrier-270m shape's worst
     MasakhaNEWS headline 0.9936 -> 0.9973 against float32 at 0.92x the speed; EmbeddingGemma (mean pooling,

@@ -32,8 +32,8 @@ What stays in floating point: the embedding table, every norm, attention (softma
 ``down_proj`` (its input, the GELU-gated product, has the largest outliers; int8 on request where the whole
 model agrees with float32 on the calibration texts with it in int8 too: ``CHECKED_LINEARS``), where exact rows are on
 (``fastpath``; by default in last-token models) each sequence's rows at positions below ``EXACT_FIRST`` and its
-pooled row in every int8 layer (``Int8Linear.exact``, a float copy of the weights), the first
-``keep_first`` and last ``keep_last`` decoder layers and the Sentence-Transformers Dense heads. Where the bf16
+pooled row in the first and last ``EXACT_EDGE_LAYERS`` int8 layers (``Int8Linear.exact``, a float copy of the
+weights), the first ``keep_first`` and last ``keep_last`` decoder layers and the Sentence-Transformers Dense heads. Where the bf16
 probe finds bf16 products faster than float32 (AVX512-BF16 / AMX), the decoder's float linear layers multiply in
 bf16 (``Bf16Linear``); elsewhere (AVX2) in float32. The element-wise quantise / dequantise steps are cheap only
 when fused, so run this under ``compile=True``; eager works and gives the same numbers (to rounding), slower.
@@ -90,7 +90,7 @@ CHECKED_MIN_COS = 0.995  # the calibration texts' worst cosine against float32 t
 SMOOTH_ALPHA = 0.5  # migration strength of the smoothing (0: none, 1: all of the activation range to the weights)
 CALIBRATION_SKIP = 3  # positions 0..2 (BOS and the first tokens, Gemma's massive activations) are not calibrated on
 BACKENDS = ("int_mm", "qlinear-onednn", "qlinear-fbgemm")
-# the rows every int8 layer computes with a float copy of its weights where exact rows are on (``Int8Linear.exact``,
+# the rows int8 layers compute with a float copy of their weights where exact rows are on (``Int8Linear.exact``,
 # ``Decoder.exact_rows``, ``fastpath.apply_fast_modes``): each sequence's positions below EXACT_FIRST (the tokens
 # calibration leaves out: Gemma's massive activations) and, in a last-token model, its pooled row
 EXACT_FIRST = CALIBRATION_SKIP
