@@ -303,6 +303,13 @@ def quantize_decoder(decoder: nn.Module, *, keep_first: int | None = None,
     these decoder layers (None: all). Inference only."""
     names, kept = _linear_names(decoder, keep_first_for(len(decoder.layers), keep_first), keep_last, float_linears)
     amax = calibrate(decoder, calibration, names) if calibration else {}
+
+    def float_copy(parent_name: str, attr: str, linear: nn.Linear) -> nn.Module | None:
+        """The float copy an int8 layer keeps for its exact rows (``exact_linears``, ``exact_layers``), or None."""
+        if attr not in exact_linears or (exact_layers is not None and _layer_of(parent_name) not in exact_layers):
+            return None
+        return Bf16Linear(linear) if bf16_floats else linear
+
     done: set[str] = set()
     if fuse:
         for parent_name, (fused_attr, parts) in _fusable(decoder, names):
@@ -316,9 +323,8 @@ def quantize_decoder(decoder: nn.Module, *, keep_first: int | None = None,
                     fused.bias.copy_(torch.cat([x.bias.float() for x in linears]))
             first = f"{parent_name}.{parts[0]}"  # the parts share their input, so their calibrated amax too
             smooth = smoothing_scales(amax[first], fused.weight, alpha) if first in amax else None
-            wanted = fused_attr in exact_linears and (exact_layers is None or _layer_of(parent_name) in exact_layers)
-            exact = (Bf16Linear(fused) if bf16_floats else fused) if wanted else None
-            setattr(parent, fused_attr, Int8Linear(fused, smooth_K=smooth, backend=backend, exact=exact))
+            setattr(parent, fused_attr, Int8Linear(fused, smooth_K=smooth, backend=backend,
+                                                   exact=float_copy(parent_name, fused_attr, fused)))
             for p in parts:
                 delattr(parent, p)
                 done.add(f"{parent_name}.{p}")
@@ -333,9 +339,8 @@ def quantize_decoder(decoder: nn.Module, *, keep_first: int | None = None,
             setattr(parent, attr, Bf16Linear(linear))
             continue
         smooth = smoothing_scales(amax[name], linear.weight, alpha) if name in amax else None
-        wanted = attr in exact_linears and (exact_layers is None or _layer_of(parent_name) in exact_layers)
-        exact = (Bf16Linear(linear) if bf16_floats else linear) if wanted else None
-        setattr(parent, attr, Int8Linear(linear, smooth_K=smooth, backend=backend, exact=exact))
+        setattr(parent, attr, Int8Linear(linear, smooth_K=smooth, backend=backend,
+                                         exact=float_copy(parent_name, attr, linear)))
     return len(names)
 
 
