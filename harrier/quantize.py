@@ -33,8 +33,8 @@ What stays in floating point: the embedding table, every norm, attention (softma
 model agrees with float32 on the calibration texts with it in int8 too: ``CHECKED_LINEARS``), where exact rows are on
 (``fastpath``; by default in last-token models) each sequence's rows at positions below ``EXACT_FIRST`` and its
 pooled row in the first and last ``EXACT_EDGE_LAYERS`` int8 layers (``Int8Linear.exact``, a float copy of the
-weights), the first ``keep_first`` and last ``keep_last`` decoder layers and the Sentence-Transformers Dense heads. Where the bf16
-probe finds bf16 products faster than float32 (AVX512-BF16 / AMX), the decoder's float linear layers multiply in
+weights), the first ``keep_first`` and last ``keep_last`` decoder layers and the Sentence-Transformers Dense heads.
+Where the bf16 probe finds bf16 products faster than float32 (AVX512-BF16 / AMX), the decoder's float linear layers multiply in
 bf16 (``Bf16Linear``); elsewhere (AVX2) in float32. The element-wise quantise / dequantise steps are cheap only
 when fused, so run this under ``compile=True``; eager works and gives the same numbers (to rounding), slower.
 
@@ -213,7 +213,7 @@ class Int8Linear(nn.Module):
         """``rows_R``: int64 row indices of ``x`` (as [-1, K]) that ``exact`` computes (repeats allowed); only
         with ``exact``."""
         x_TK = x.reshape(-1, self.in_features).float()
-        exact_RN = None if rows_R is None or self.exact is None else self.exact(x_TK[rows_R])
+        exact_RN = None if rows_R is None or self.exact is None else self.exact(x_TK[rows_R])  # float32 (x_TK is)
         if self.inv_smooth_K is not None:
             x_TK = x_TK * self.inv_smooth_K
         if self.packed is None:
@@ -225,14 +225,35 @@ class Int8Linear(nn.Module):
         if self.bias is not None:
             y = y + self.bias
         if exact_RN is not None:
-            y = y.index_put((rows_R,), exact_RN)  # both float32 (x_TK is)
+            y = with_rows(y, rows_R, exact_RN)
         return y.to(x.dtype).view(*x.shape[:-1], self.out_features)
+
+    def exact_rows(self, x: torch.Tensor, rows_R: torch.Tensor) -> torch.Tensor:
+        """The rows ``rows_R`` of ``x`` (as [-1, K]) through the float copy ``exact`` alone: [R, N] in ``x``'s dtype,
+        the values ``forward(x, rows_R)`` puts in those rows."""
+        return self.exact(x.reshape(-1, self.in_features).float()[rows_R]).to(x.dtype)
 
     def extra_repr(self) -> str:
         smooth = ", smoothed" if self.inv_smooth_K is not None else ""
         return (f"in_features={self.in_features}, out_features={self.out_features}, int8 per-channel x per-token"
                 f"{smooth}, backend {self.backend.name} (weights |q| <= {self.backend.weight_qmax})"
                 f"{'; named rows exact' if self.exact is not None else ''}")
+
+
+def with_rows(y_TN: torch.Tensor, rows_R: torch.Tensor, rows_RN: torch.Tensor) -> torch.Tensor:
+    """``y_TN`` ([T, ...]) with its rows ``rows_R`` (repeats allowed, with equal values) replaced by ``rows_RN``:
+    the values of ``y_TN.index_put((rows_R,), rows_RN)``, written as a gather and a select per element so that
+    under ``torch.compile`` it fuses into the kernels that make and read ``y``. An ``index_put`` needs ``y`` whole
+    in memory first: on the 270m shape the int8 gate/up product ([T, 4096] float32) was written out and read back
+    once more, and the exact rows cost 10% of int8's time instead of 2% (cpu_modes' 200 texts, compiled). Where
+    ``y`` has several readers (the halves of a fused product), inductor writes the select out anyway; blend each
+    reader's part apart (``MLP.forward``)."""
+    t, r = y_TN.shape[0], rows_R.shape[0]
+    pick_T = torch.zeros(t, dtype=torch.int64, device=y_TN.device).index_put((rows_R,), torch.arange(
+        r, device=y_TN.device))
+    named_T = torch.zeros(t, dtype=torch.bool, device=y_TN.device).index_put((rows_R,), torch.ones(
+        r, dtype=torch.bool, device=y_TN.device))
+    return torch.where(named_T.view(t, *[1] * (y_TN.dim() - 1)), rows_RN[pick_T], y_TN)
 
 
 def _linear_names(decoder: nn.Module, keep_first: int, keep_last: int,

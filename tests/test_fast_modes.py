@@ -490,6 +490,44 @@ def test_int8_linear_computes_the_named_rows_with_its_float_copy():
     assert "named rows exact" in repr(with_copy)
 
 
+def test_with_rows_is_index_put():
+    """The blend the exact rows go in by: index_put's values bit for bit, repeats allowed, any trailing shape."""
+    torch.manual_seed(0)
+    y = torch.randn(7, 3, 4)
+    rows = torch.tensor([0, 5, 5])
+    named = torch.randn(3, 3, 4)
+    named[2] = named[1]  # a row named twice carries one value
+    torch.testing.assert_close(quantize.with_rows(y, rows, named), y.index_put((rows,), named), rtol=0, atol=0)
+
+
+def test_layers_blend_the_exact_rows_after_their_row_wise_steps(tiny_gemma3_dir, monkeypatch):
+    """Attention's q/k/v and the MLP's gate/up take the float copy's rows apart and blend them in after the
+    projection's row-wise steps (so the product fuses with them under compile): the same result as the rows put
+    into the product itself, eager, to float rounding."""
+    from harrier.models.layers import apply_rope, rope_cos_sin
+
+    m = _int_mm_int8(tiny_gemma3_dir, monkeypatch, down_proj=False)
+    layer = m.model.backbone.layers[-1]
+    attn, mlp = layer.self_attn, layer.mlp
+    assert attn.qkv_proj.exact is not None and mlp.gate_up_proj.exact is not None
+    torch.manual_seed(0)
+    x = torch.randn(9, attn.cfg.hidden_size)
+    rows = torch.tensor([0, 4, 8])
+    cos, sin = rope_cos_sin(attn.cfg.rope[attn.layer_type], attn.cfg.head_dim, torch.arange(9), x.dtype)
+    cfg = attn.cfg
+    nq, nkv = cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim
+    q_TN, k_TN, v_TN = attn.qkv_proj(x, rows).split((nq, nkv, nkv), dim=-1)  # the rows in the product itself
+    want_q = apply_rope(attn.q_norm(q_TN.reshape(9, cfg.num_heads, -1)), cos, sin)
+    want_k = apply_rope(attn.k_norm(k_TN.reshape(9, cfg.num_kv_heads, -1)), cos, sin)
+    want_v = v_TN.reshape(9, cfg.num_kv_heads, -1)
+    for got, want in zip(attn.qkv(x, (cos, sin), rows), (want_q, want_k, want_v), strict=True):
+        torch.testing.assert_close(got.float(), want.to(got.dtype).float(), rtol=1e-6, atol=1e-6)
+    gate, up = mlp.gate_up_proj(x, rows).chunk(2, dim=-1)
+    want = mlp.down_proj(torch.nn.functional.gelu(gate, approximate="tanh") * up)
+    torch.testing.assert_close(mlp(x, rows), want, rtol=1e-6, atol=1e-6)
+    assert (mlp(x, rows) - mlp(x)).abs().max() > 1e-5  # the rows did change the result
+
+
 def _int_mm_int8(path, monkeypatch, down_proj: bool = True, **kw) -> Embedder:
     """An int8 model (with down_proj int8 too: on request, the check's bar at -1 so it always applies), ``int_mm``
     forced: the probe's timed pick may be a qlinear backend, whose per-tensor rounding depends on which rows share

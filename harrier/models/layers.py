@@ -12,6 +12,7 @@ from torch import nn
 
 from harrier.models.config import DecoderConfig, RopeConfig
 from harrier.packing import LayerPrefix, SeqGroups
+from harrier.quantize import with_rows
 
 
 class RMSNorm(nn.Module):
@@ -125,6 +126,17 @@ def project(linear: nn.Module, x: torch.Tensor, rows_R: torch.Tensor | None) -> 
     return linear(x)
 
 
+def project_apart(linear: nn.Module, x: torch.Tensor, rows_R: torch.Tensor | None
+                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(linear(x), the rows rows_R names computed with linear's float copy)``, the second None where there are no
+    rows or no copy: for a caller that applies its row-wise steps to both and puts the rows in afterwards
+    (``with_rows``), where the tensor is written out anyway (the MLP's gated product, attention's q/k/v), so the
+    product itself fuses with those steps under ``torch.compile``."""
+    if rows_R is None or getattr(linear, "exact", None) is None:
+        return linear(x), None
+    return linear(x), linear.exact_rows(x, rows_R)
+
+
 class Attention(nn.Module):
     def __init__(self, cfg: DecoderConfig, layer_type: str) -> None:
         super().__init__()
@@ -149,12 +161,25 @@ class Attention(nn.Module):
             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Per-token part before attention: projections, q/k norms, rope. Returns q [T, H, E], k and v [T, K, E].
         ``rows_R``: see ``project``."""
-        cfg, t = self.cfg, x_TD.shape[0]
+        cfg = self.cfg
         if self.qkv_proj is not None:
+            qkv_TN, rows_RN = project_apart(self.qkv_proj, x_TD, rows_R)
             nq, nkv = cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim
-            q_TN, k_TN, v_TN = project(self.qkv_proj, x_TD, rows_R).split((nq, nkv, nkv), dim=-1)
+            q_TN, k_TN, v_TN = qkv_TN.split((nq, nkv, nkv), dim=-1)
         else:
+            rows_RN = None
             q_TN, k_TN, v_TN = (project(p, x_TD, rows_R) for p in (self.q_proj, self.k_proj, self.v_proj))
+        q, k, v = self._heads(q_TN, k_TN, v_TN, cos_sin)
+        if rows_RN is None:
+            return q, k, v
+        cos, sin = cos_sin
+        named = self._heads(*rows_RN.split((nq, nkv, nkv), dim=-1), (cos[rows_R], sin[rows_R]))
+        return tuple(with_rows(bulk, rows_R, part) for bulk, part in zip((q, k, v), named, strict=True))
+
+    def _heads(self, q_TN: torch.Tensor, k_TN: torch.Tensor, v_TN: torch.Tensor, cos_sin
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The row-wise steps after the projections: heads, q/k norms, rope, attention's dtype."""
+        cfg, t = self.cfg, q_TN.shape[0]
         q = self.q_norm(q_TN.reshape(t, cfg.num_heads, cfg.head_dim))
         k = self.k_norm(k_TN.reshape(t, cfg.num_kv_heads, cfg.head_dim))
         v = v_TN.reshape(t, cfg.num_kv_heads, cfg.head_dim)
@@ -197,9 +222,15 @@ class MLP(nn.Module):
     def forward(self, x_TD: torch.Tensor, rows_R: torch.Tensor | None = None) -> torch.Tensor:
         """``rows_R``: see ``project``."""
         if self.gate_up_proj is not None:
-            gate, up = project(self.gate_up_proj, x_TD, rows_R).chunk(2, dim=-1)
+            gate_up_TN, rows_RN = project_apart(self.gate_up_proj, x_TD, rows_R)
+            gate, up = gate_up_TN.chunk(2, dim=-1)
+            if rows_RN is not None:  # gate and up apart: each blended tensor has one reader, so neither is written out
+                gate_RF, up_RF = rows_RN.chunk(2, dim=-1)
+                gate, up = with_rows(gate, rows_R, gate_RF), with_rows(up, rows_R, up_RF)
+            h_TF = self._gated(gate, up)
         else:
-            gate, up = project(self.gate_proj, x_TD, rows_R), None
-        gate = F.gelu(gate, approximate="tanh") if self.tanh else F.silu(gate)
-        h_TF = gate * (project(self.up_proj, x_TD, rows_R) if up is None else up)
+            h_TF = self._gated(project(self.gate_proj, x_TD, rows_R), project(self.up_proj, x_TD, rows_R))
         return project(self.down_proj, h_TF, rows_R)
+
+    def _gated(self, gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+        return (F.gelu(gate, approximate="tanh") if self.tanh else F.silu(gate)) * up
