@@ -500,6 +500,19 @@ def test_with_rows_is_index_put():
     torch.testing.assert_close(quantize.with_rows(y, rows, named), y.index_put((rows,), named), rtol=0, atol=0)
 
 
+def test_compiled_tanh_gelu_is_the_same_function(tiny_gemma3_dir):
+    """Under compile the MLP's tanh GELU is written as x sigmoid(2u) (cheaper in inductor): equal to ATen's tanh
+    GELU to float32 rounding, on the tails too."""
+    mlp = Embedder.from_pretrained(tiny_gemma3_dir, device="cpu").model.backbone.layers[0].mlp
+    assert mlp.tanh
+    gate = torch.cat([torch.linspace(-12, 12, 4001), torch.randn(4000) * 3])
+    up = torch.randn(8001)
+    want = torch.nn.functional.gelu(gate, approximate="tanh") * up
+    assert torch.equal(mlp._gated(gate, up), want)  # eager: ATen's own
+    got = torch.compile(mlp._gated, backend="inductor")(gate, up)
+    torch.testing.assert_close(got, want, rtol=2e-6, atol=1e-6)
+
+
 def test_layers_blend_the_exact_rows_after_their_row_wise_steps(tiny_gemma3_dir, monkeypatch):
     """Attention's q/k/v and the MLP's gate/up take the float copy's rows apart and blend them in after the
     projection's row-wise steps (so the product fuses with them under compile): the same result as the rows put

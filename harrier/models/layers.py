@@ -6,6 +6,8 @@ K = key/value heads, E = head dim, F = intermediate size, B = sequences.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -233,4 +235,14 @@ class MLP(nn.Module):
         return project(self.down_proj, h_TF, rows_R)
 
     def _gated(self, gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
-        return (F.gelu(gate, approximate="tanh") if self.tanh else F.silu(gate)) * up
+        if not self.tanh:
+            return F.silu(gate) * up
+        if torch.compiler.is_compiling():
+            # the same function: 0.5 x (1 + tanh(u)) = x sigmoid(2u), and inductor's exp costs less than its tanh
+            # (measured: the int8 dequantise + GELU + product kernel of the 270m shape 13.9 -> 10.0 ms); eager
+            # keeps ATen's GELU (bit parity with transformers)
+            return gate * torch.sigmoid(GELU_TANH_2C * (gate + 0.044715 * gate * gate * gate)) * up
+        return F.gelu(gate, approximate="tanh") * up
+
+
+GELU_TANH_2C = 2 * math.sqrt(2 / math.pi)  # tanh GELU's u = sqrt(2/pi) (x + 0.044715 x^3), doubled for the sigmoid
