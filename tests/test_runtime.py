@@ -15,7 +15,7 @@ import torch
 from harrier import Embedder
 from harrier.models import decoder_config
 from harrier.models import layers as layers_mod
-from harrier.packing import pack
+from harrier.packing import SeqGroups, pack
 from harrier.prompts import HARRIER_PROMPTS, task_instructions, task_prefix
 from harrier.tokenize import TruncationError
 
@@ -212,6 +212,31 @@ def test_windowed_attention_blocks_equal_dense_mask(tiny_embeddinggemma_dir, mon
     full = m.encode(texts)
     monkeypatch.setattr(layers_mod, "WINDOW_BLOCK", 7)
     np.testing.assert_allclose(m.encode(texts), full, atol=2e-6)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_windowed_attention_in_blocks_equals_one_dense_mask(causal, monkeypatch):
+    """Packed runs through the blocked sliding-window path equal SDPA over each whole sequence with the dense window
+    mask, for blocks smaller and larger than the window, GQA included."""
+    torch.manual_seed(0)
+    lengths, heads, kv_heads, window = (50, 50, 9, 23), 4, 2, 8
+    t = sum(lengths)
+    q, k, v = torch.randn(t, heads, 16), torch.randn(t, kv_heads, 16), torch.randn(t, kv_heads, 16)
+    groups = SeqGroups.from_lengths(lengths)
+    want, start = [], 0
+    for n in lengths:
+        qq, kk, vv = (x[start:start + n].transpose(0, 1)[None] for x in (q, k, v))
+        idx = torch.arange(n)
+        mask = layers_mod._window_mask(idx, idx, window, causal)
+        want.append(torch.nn.functional.scaled_dot_product_attention(
+            qq, kk, vv, attn_mask=mask, scale=0.25, enable_gqa=True)[0].transpose(0, 1))
+        start += n
+    want = torch.cat(want)
+    for block in (3, 7, 64):
+        monkeypatch.setattr(layers_mod, "CAUSAL_WINDOW_BLOCK", block)
+        monkeypatch.setattr(layers_mod, "WINDOW_BLOCK", block)
+        got = layers_mod.varlen_attention(q, k, v, groups, causal=causal, window=window, scale=0.25)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.slow

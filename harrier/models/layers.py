@@ -51,7 +51,12 @@ def apply_rope(x_THE: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tor
     return x_THE * cos + rotated * sin
 
 
-WINDOW_BLOCK = 2048  # query block size for sliding-window attention on long sequences
+WINDOW_BLOCK = 2048  # query block size for bidirectional sliding-window attention on long sequences (memory)
+# causal: small blocks, because SDPA computes every score a mask lets through and the masked ones too (no causal
+# skipping with a mask), and a block's keys end at its last query, so small blocks waste little above the diagonal.
+# Measured (the 270m shape's sliding layer on a packed batch of lengths up to 894, window 512, 2 threads, bf16 and
+# fp32 alike): blocks of 2048 63 ms, 512 55 ms, 256 48 ms, 128 46 ms; bidirectional gains nothing (70-73 ms)
+CAUSAL_WINDOW_BLOCK = 128
 
 
 def _window_mask(q_idx: torch.Tensor, k_idx: torch.Tensor, window: int, causal: bool) -> torch.Tensor:
@@ -64,12 +69,14 @@ def _window_mask(q_idx: torch.Tensor, k_idx: torch.Tensor, window: int, causal: 
 
 
 def _windowed_sdpa(q, k, v, *, causal: bool, window: int, scale: float, gqa: bool) -> torch.Tensor:
-    """Sliding-window attention over [N, H, L, E] in query blocks, so memory grows with L * window, not L^2."""
+    """Sliding-window attention over [N, H, L, E] in query blocks, so memory grows with L * window, not L^2 (and,
+    causal, little work is wasted: ``CAUSAL_WINDOW_BLOCK``)."""
     length = q.shape[2]
     idx = torch.arange(length, device=q.device)
     out = []
-    for qs in range(0, length, WINDOW_BLOCK):
-        qe = min(length, qs + WINDOW_BLOCK)
+    block = CAUSAL_WINDOW_BLOCK if causal else WINDOW_BLOCK
+    for qs in range(0, length, block):
+        qe = min(length, qs + block)
         ks, ke = max(0, qs - window + 1), qe if causal else min(length, qe + window - 1)
         mask = _window_mask(idx[qs:qe], idx[ks:ke], window, causal)
         out.append(F.scaled_dot_product_attention(q[:, :, qs:qe], k[:, :, ks:ke], v[:, :, ks:ke], attn_mask=mask,
