@@ -34,8 +34,8 @@ model agrees with float32 on the calibration texts with it in int8 too: ``CHECKE
 (``fastpath``; by default in last-token models) each sequence's rows at positions below ``EXACT_FIRST`` and its
 pooled row in the first and last ``EXACT_EDGE_LAYERS`` int8 layers (``Int8Linear.exact``, a float copy of the
 weights), the first ``keep_first`` and last ``keep_last`` decoder layers and the Sentence-Transformers Dense heads.
-Where the bf16 probe finds bf16 products faster than float32 (AVX512-BF16 / AMX), the decoder's float linear layers multiply in
-bf16 (``Bf16Linear``); elsewhere (AVX2) in float32. The element-wise quantise / dequantise steps are cheap only
+Where the bf16 probe finds bf16 products faster than float32 (AVX512-BF16 / AMX), the decoder's float linear
+layers multiply in bf16 (``Bf16Linear``); elsewhere (AVX2) in float32. The element-wise quantise / dequantise steps are cheap only
 when fused, so run this under ``compile=True``; eager works and gives the same numbers (to rounding), slower.
 
 Shape legend: T = tokens, K = input features, N = output features.
