@@ -10,11 +10,11 @@ their transformers / huggingface-hub pins differ from ours); llama.cpp (llama-cp
 the Gemma-3-270M GGUF requantised to Q8_0 (and as shipped, Q4_K_M) against harrier on the same file. The int8
 probe's figures (``fastpath.int8_probe``) are printed. ``--isa avx2`` reruns everything with oneDNN, fbgemm and
 ATen capped at AVX2 (what an AVX2-only CPU such as AMD Zen 2 runs; MKL's fp32 may keep its wider kernels on AMD,
-which favours fp32). A peer that cannot run prints
-why, in its row. Each system is warmed up on the first 32 texts (for compiled modes that is the compile, printed
-as ``warm-up s``), then timed over all texts ``--repeat`` times (the best pass counts). Cosines are against
-sentence-transformers fp32 (llama.cpp rows: against harrier fp32 on the GGUF). ``mm share``: the share of CPU time in matrix products (``aten::mm``,
-``addmm``, ``_int_mm``, oneDNN linear) in a torch profile of ``--profile-n`` texts, harrier modes only.
+which favours fp32). A peer that cannot run prints why, in its row. Each system is warmed up on the first 32 texts
+(for compiled modes that is the compile, printed as ``warm-up s``), then timed over all texts ``--repeat`` times
+(the best pass counts). Cosines are against sentence-transformers fp32 (llama.cpp rows: against harrier fp32 on the
+GGUF). ``mm share``: the share of CPU time in matrix products (``aten::mm``, ``addmm``, ``_int_mm``, oneDNN linear)
+in a torch profile of ``--profile-n`` texts, harrier modes only.
 
 Texts: ``encode_speed.benchmark_texts`` (multilingual mix, mean about 50 tokens). Absolute figures drift with the
 machine's load; ratios within one run are what count.

@@ -28,15 +28,15 @@ On CPUs without VNNI, u8 x s8 products go through ``vpmaddubsw``, whose int16 pa
 error of 152,514 in an int32 result under AVX2): there the probe finds the saturation and the weights use 7 bits
 (``|q| <= 63``: 2 x 255 x 63 < 32,767), which cannot saturate.
 
-What stays in floating point: the embedding table, every norm, attention (softmax included), the MLP's
-``down_proj`` (its input, the GELU-gated product, has the largest outliers; int8 on request where the whole
-model agrees with float32 on the calibration texts with it in int8 too: ``CHECKED_LINEARS``), where exact rows are on
-(``fastpath``; by default in last-token models) each sequence's rows at positions below ``EXACT_FIRST`` and its
-pooled row in the first and last ``EXACT_EDGE_LAYERS`` int8 layers (``Int8Linear.exact``, a float copy of the
-weights), the first ``keep_first`` and last ``keep_last`` decoder layers and the Sentence-Transformers Dense heads.
-Where the bf16 probe finds bf16 products faster than float32 (AVX512-BF16 / AMX), the decoder's float linear
-layers multiply in bf16 (``Bf16Linear``); elsewhere (AVX2) in float32. The element-wise quantise / dequantise steps are cheap only
-when fused, so run this under ``compile=True``; eager works and gives the same numbers (to rounding), slower.
+What stays in floating point: the embedding table, every norm, attention (softmax included), the MLP's ``down_proj``
+(its input, the GELU-gated product, has the largest outliers; int8 on request where the whole model agrees with
+float32 on the calibration texts with it in int8 too: ``CHECKED_LINEARS``), where exact rows are on (``fastpath``;
+by default in last-token models) each sequence's rows at positions below ``EXACT_FIRST`` and its pooled row in the
+first and last ``EXACT_EDGE_LAYERS`` int8 layers (``Int8Linear.exact``, a float copy of the weights), the first
+``keep_first`` and last ``keep_last`` decoder layers and the Sentence-Transformers Dense heads. Where the bf16 probe
+finds bf16 products faster than float32 (AVX512-BF16 / AMX), the decoder's float linear layers multiply in bf16
+(``Bf16Linear``); elsewhere (AVX2) in float32. The element-wise quantise / dequantise steps are cheap only when
+fused, so run this under ``compile=True``; eager works and gives the same numbers (to rounding), slower.
 
 Shape legend: T = tokens, K = input features, N = output features.
 """
