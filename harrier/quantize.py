@@ -147,33 +147,6 @@ def smoothing_scales(act_amax_K: torch.Tensor, weight_NK: torch.Tensor, alpha: f
     return (act_amax_K.float().clamp(min=1e-5) ** alpha / amax_w_K ** (1 - alpha)).clamp(min=1e-5)
 
 
-# the most int32 elements one CPU ``_int_mm`` call writes: larger outputs run in row chunks (``int_mm``)
-INT_MM_OUT_ELEMENTS = 1 << 22
-
-
-@torch.library.custom_op("harrier::int_mm", mutates_args=())
-def int_mm(q_TK: torch.Tensor, w_KN: torch.Tensor) -> torch.Tensor:
-    """``torch._int_mm(q_TK, w_KN)`` (int8 x int8 -> int32 [T, N]), on the CPU in chunks of rows whose outputs hold
-    at most ``INT_MM_OUT_ELEMENTS`` (16 MB), written into one output. oneDNN's s8s8 product slows down by ~40% once
-    one call's int32 output outgrows the last-level cache (AMD EPYC Zen 4, L3 32 MiB, 2 threads: [4096, 640] x
-    [640, 4096] 465 GOP/s as one call, 829 as four calls of 1024 rows; outputs up to ~7M elements ran at ~850).
-    Integer products are exact, so the chunks give the same int32 values bit for bit. An opaque op, so that
-    ``torch.compile`` keeps the loop out of the graph (batch sizes vary)."""
-    t, n = q_TK.shape[0], w_KN.shape[1]
-    rows = max(1, INT_MM_OUT_ELEMENTS // max(n, 1))
-    if q_TK.device.type != "cpu" or t <= rows:
-        return torch._int_mm(q_TK, w_KN)
-    out_TN = torch.empty(t, n, dtype=torch.int32, device=q_TK.device)
-    for start in range(0, t, rows):
-        torch._int_mm(q_TK[start:start + rows], w_KN, out=out_TN[start:start + rows])
-    return out_TN
-
-
-@int_mm.register_fake
-def _(q_TK, w_KN):
-    return q_TK.new_empty(q_TK.shape[0], w_KN.shape[1], dtype=torch.int32)
-
-
 @contextmanager
 def quantized_engine(engine: str):
     previous = torch.backends.quantized.engine
@@ -245,7 +218,7 @@ class Int8Linear(nn.Module):
             x_TK = x_TK * self.inv_smooth_K
         if self.packed is None:
             q_TK, scale_T1 = quantize_tokens(x_TK)
-            y = int_mm(q_TK, self.weight_KN).float() * scale_T1 * self.scale_N
+            y = torch._int_mm(q_TK, self.weight_KN).float() * scale_T1 * self.scale_N
         else:
             amax_T1 = x_TK.abs().amax(dim=-1, keepdim=True).clamp(min=1e-12)
             y = torch.ops.quantized.linear_dynamic(x_TK / amax_T1, self.packed, False) * amax_T1

@@ -189,43 +189,6 @@ def test_int8_linear_matches_reference_math(backend, smoothed):
     assert rel.max() < (0.03 if backend.weight_qmax == 127 else 0.06)
 
 
-@pytest.mark.parametrize("t, n, limit", [(1, 48, 64), (17, 48, 64), (33, 8, 64), (100, 48, 1000), (7, 100, 64),
-                                          (4100, 4096, None)])
-def test_int_mm_in_row_chunks_equals_one_product(t, n, limit, monkeypatch):
-    """Outputs over ``INT_MM_OUT_ELEMENTS`` run as row chunks (remainders included) and equal one product bit for
-    bit; smaller ones run as one call."""
-    if limit is not None:
-        monkeypatch.setattr(quantize, "INT_MM_OUT_ELEMENTS", limit)
-    limit = quantize.INT_MM_OUT_ELEMENTS
-    gen = torch.Generator().manual_seed(t * 1000 + n)
-    q = torch.randint(-127, 128, (t, 64), dtype=torch.int8, generator=gen)
-    w = torch.randint(-127, 128, (64, n), dtype=torch.int8, generator=gen)
-    want = torch._int_mm(q, w)
-    calls, real = [], torch._int_mm
-
-    def counted(a, b, **kw):
-        calls.append(a.shape[0])
-        return real(a, b, **kw)
-
-    monkeypatch.setattr(torch, "_int_mm", counted)
-    got = quantize.int_mm(q, w)
-    rows = max(1, limit // n)
-    assert got.dtype == torch.int32 and torch.equal(got, want)
-    assert sum(calls) == t and max(calls) <= rows and len(calls) == -(-t // rows)
-
-
-@pytest.mark.parametrize("compile_", [False, True], ids=["eager", "compiled"])
-def test_row_chunked_int_mm_keeps_the_embeddings_bit_for_bit(compile_, tiny_gemma3_dir, monkeypatch):
-    m = _int_mm_int8(tiny_gemma3_dir, monkeypatch, compile=compile_)
-    assert "backend int_mm" in repr(m.model)
-    want = _encode_all(m)
-    monkeypatch.setattr(quantize, "INT_MM_OUT_ELEMENTS", 16)  # every product in chunks of a row or a few
-    calls, real = [], torch._int_mm
-    monkeypatch.setattr(torch, "_int_mm", lambda a, b, **kw: calls.append(a.shape[0]) or real(a, b, **kw))
-    got = _encode_all(m)
-    assert calls and max(calls) <= 2 and np.array_equal(got, want)
-
-
 @torch.no_grad()
 def test_bf16_linear_is_the_bf16_product_plus_a_float32_bias():
     torch.manual_seed(0)
