@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from harrier import cpu_malloc
 from harrier.cli_flags import model_flags, prompt_flags
 from harrier.outputs import OutputError, atomic_file, check_file, write_or_rescue
 
@@ -338,6 +339,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="harrier: %(levelname)s: %(message)s")
     from harrier.tokenize import TruncationError
+
+    try:  # before any thread starts, so that every thread shares the tuned arena (cpu_malloc)
+        cpu_malloc.tune()
+    except ValueError as err:
+        print(f"harrier: error: {err}", file=sys.stderr)
+        return 2
 
     try:
         with warnings.catch_warnings():

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from harrier import chunking, loading, saving
+from harrier import chunking, cpu_malloc, loading, saving
 from harrier.chunking import Aggregate, ChunkConfig, ChunkedEmbeddings
 from harrier.engine import DEFAULT_BATCH_TOKENS, run_batches
 from harrier.fastpath import int8_probe
@@ -49,6 +49,7 @@ class ModelInfo:
     device: str
     prefix_cache: str  # "on (...)", "off (...)" or "not applicable: <why>"
     int8_probe: str = "not run (not an int8 model)"  # the int8 capability probe's figures (fastpath.int8_probe)
+    cpu_malloc: str = "not applicable (not on the CPU)"  # how malloc is set up for large tensors (cpu_malloc)
 
 
 class Embedder:
@@ -335,6 +336,7 @@ class Embedder:
             device=str(self.device), prefix_cache=self.prefix_cache_state(),
             **({"int8_probe": int8_probe(self.model.backbone.compiled is not None).summary()}
                if is_int8(self.model) else {}),
+            **({"cpu_malloc": cpu_malloc.tune()} if self.device.type == "cpu" else {}),
         )
 
     def prefix_cache_state(self) -> str:

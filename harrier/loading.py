@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import torch
 
+from harrier import cpu_malloc
 from harrier.heads import DenseConfig, Head, PoolingConfig, pooling_from_st_config
 from harrier.model import EmbeddingModel
 from harrier.models.config import DecoderConfig, decoder_config
@@ -200,6 +201,8 @@ def load_model(name_or_path: str | Path, *, device: str | torch.device | None = 
 
     ckpt = read_checkpoint(resolve(name_or_path, revision=revision, cache_dir=cache_dir))
     dev = resolve_device(device)
+    if dev.type == "cpu":
+        cpu_malloc.tune()  # large tensors from the heap, not fresh pages (once per process)
     dtype, int8 = split_dtype(dtype)
     loaded = ready_model(ckpt, device=dev, dtype=resolve_dtype(dtype, dev, ckpt.card.hf_config,
                                                                 ckpt.card.decoder.model_type), max_length=max_length,

@@ -84,6 +84,7 @@ async def info(request: Request) -> JSONResponse:
         "tokenization_workers": None, "version": request.app.version, "dim": runtime.dim,
         "device": d.get("device"), "prompts": d.get("prompts"),
         "default_prompt_name": state.config.default_prompt_name, "prefix_cache": d.get("prefix_cache"),
+        "cpu_malloc": d.get("cpu_malloc"),
     })
 
 

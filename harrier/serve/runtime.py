@@ -92,7 +92,7 @@ class EmbedderRuntime:
         self.description = {"model_id": model_id, "source": info.source, "architecture": info.architecture,
                             "dim": info.dim, "max_length": info.max_length, "pooling": info.pooling,
                             "dtype": info.dtype, "device": info.device, "prompts": info.prompts,
-                            "prefix_cache": info.prefix_cache}
+                            "prefix_cache": info.prefix_cache, "cpu_malloc": info.cpu_malloc}
 
     def prefix(self, choice: PromptChoice) -> str:
         """The literal prefix (library resolution: unknown names and conflicts raise ValueError)."""

@@ -126,6 +126,7 @@ def test_tei_embed_similarity_tokenize_info(http, reference):
     info = http.get("/info").json()
     assert info["model_id"] == MODEL_NAME and info["max_input_length"] == MAX_LENGTH
     assert info["max_client_batch_size"] == MAX_CLIENT_BATCH and "web_search_query" in info["prompts"]
+    assert info["cpu_malloc"].startswith(("glibc tuned", "left as it is"))  # the served model is on the CPU
 
 
 LONG = "word " * 400
