@@ -340,13 +340,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="harrier: %(levelname)s: %(message)s")
     from harrier.tokenize import TruncationError
 
-    try:  # before any thread starts, so that every thread shares the tuned arena (cpu_malloc)
-        cpu_malloc.tune()
-    except ValueError as err:
-        print(f"harrier: error: {err}", file=sys.stderr)
-        return 2
-
     try:
+        cpu_malloc.tune()  # before any thread starts, so that every thread shares the tuned arena
         with warnings.catch_warnings():
             # harrier's own RuntimeWarnings are logged as well (fastpath.warn_once, the compile fallback): print the
             # "harrier: WARNING: ..." line once, not again as a Python warning with a source path

@@ -14,8 +14,8 @@ memory stays in the heap for the next one instead of going back to the kernel: t
 freed memory (its peak, which it reached anyway). Threads other than the main one allocate from glibc's per-thread
 arenas, whose heaps are at most 64 MiB, so that larger tensors are mmap'ed there whatever the threshold;
 ``ARENA_MAX`` = 1 makes threads started afterwards (the server's model thread) share the main arena.
-``HARRIER_CPU_MALLOC=0`` leaves malloc as it is; other C libraries (musl) and other allocators preloaded in its
-place are left alone.
+``HARRIER_CPU_MALLOC=0`` leaves malloc as it is; other C libraries (musl) are left alone. With another allocator
+preloaded in glibc's place (jemalloc, tcmalloc) the calls reach glibc's unused malloc and change nothing.
 """
 
 from __future__ import annotations
